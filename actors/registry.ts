@@ -1,0 +1,116 @@
+import { dispatch, query, type Ref, spawn, stop } from "nact";
+import { decodeValue } from "../src/envelope.ts";
+import { KvFollower } from "../src/kv-follower.ts";
+import type { NodeContext } from "../src/node-context.ts";
+import type { Agency, RegistryStore, ServiceDef } from "../src/registry.ts";
+import type { RegistryView } from "../src/registry-view.ts";
+import { type ServiceHealth, type ServiceMsg, spawnService } from "./service.ts";
+
+export type RegistryMsg =
+  | { type: "servicePut"; def: ServiceDef }
+  | { type: "serviceRemoved"; id: string }
+  | { type: "health"; replyTo: Ref<ServiceHealth[]> };
+
+interface RegistryState {
+  services: Map<string, Ref<ServiceMsg>>;
+}
+
+const HEALTH_QUERY_MS = 2_000;
+
+/**
+ * Follows the services bucket and keeps one supervised service actor per
+ * registered, not retired service, and this node's registry view current.
+ */
+export function spawnRegistry(
+  parent: Ref<unknown>,
+  ctx: NodeContext,
+  store: RegistryStore,
+  view: RegistryView,
+) {
+  const registry = spawn(
+    parent,
+    (state: RegistryState, msg: RegistryMsg, actx) => {
+      switch (msg.type) {
+        case "servicePut":
+          return onServicePut(ctx, state, view, msg.def, actx.self);
+        case "serviceRemoved":
+          return onServiceRemoved(state, view, msg.id);
+        case "health":
+          collectHealth(state, msg.replyTo);
+          return state;
+      }
+    },
+    "registry",
+    {
+      initialState: { services: new Map() },
+      onCrash: (_msg, err, sctx) => {
+        ctx.log.error({ err, component: "registry" }, "registry actor crashed, resuming");
+        return sctx.resume;
+      },
+    },
+  );
+
+  const follower = new KvFollower(
+    ctx.bus.nc,
+    store.services,
+    {
+      put: (_key, value) =>
+        dispatch(registry, { type: "servicePut", def: decodeValue(value) as ServiceDef }),
+      remove: (key) => dispatch(registry, { type: "serviceRemoved", id: key }),
+    },
+    ctx.log.child({ component: "registry" }),
+  );
+  const agencies = new KvFollower(
+    ctx.bus.nc,
+    store.agencies,
+    {
+      put: (_key, value) => view.setAgency(decodeValue(value) as Agency),
+      remove: (key) => view.deleteAgency(key),
+    },
+    ctx.log.child({ component: "registry" }),
+  );
+  return { registry, followers: [follower, agencies] };
+}
+
+function onServicePut(
+  ctx: NodeContext,
+  state: RegistryState,
+  view: RegistryView,
+  def: ServiceDef,
+  self: Ref<RegistryMsg>,
+): RegistryState {
+  view.set(def);
+  const existing = state.services.get(def.id);
+  if (def.status === "retired") {
+    if (existing) stop(existing);
+    state.services.delete(def.id);
+    return state;
+  }
+  if (existing) dispatch(existing, { type: "update", def });
+  else state.services.set(def.id, spawnService(self, ctx, def));
+  return state;
+}
+
+function onServiceRemoved(state: RegistryState, view: RegistryView, id: string): RegistryState {
+  view.delete(id);
+  const existing = state.services.get(id);
+  if (existing) stop(existing);
+  state.services.delete(id);
+  return state;
+}
+
+function collectHealth(state: RegistryState, replyTo: Ref<ServiceHealth[]>) {
+  const asks = [...state.services.values()].map((service) =>
+    query(
+      service,
+      (tempRef: Ref<ServiceHealth>) => ({ type: "health" as const, replyTo: tempRef }),
+      HEALTH_QUERY_MS,
+    ).catch(() => undefined),
+  );
+  Promise.all(asks).then((all) =>
+    dispatch(
+      replyTo,
+      all.filter((h) => h !== undefined),
+    ),
+  );
+}

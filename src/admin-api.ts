@@ -1,0 +1,209 @@
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import { respond } from "./api.ts";
+import { decodeValue } from "./envelope.ts";
+import { ErrorCode, MagistralError, toMagistralError } from "./errors.ts";
+import { assertToken, isMessageId } from "./ids.ts";
+import type { NodeContext } from "./node-context.ts";
+import {
+  type Agency,
+  type AgencyRole,
+  DEFAULT_RETRY,
+  type RegistryStore,
+  type SchemaBundle,
+  SERVICE_DEFAULTS,
+  type ServiceDef,
+} from "./registry.ts";
+import type { RegistryView } from "./registry-view.ts";
+import { compileSchema, xsdTargetNamespace } from "./schema.ts";
+import { BROKER_QUEUE_GROUP } from "./subjects.ts";
+
+type Handler = (body: Record<string, unknown>) => Promise<unknown>;
+
+export interface AdminDeps {
+  store: RegistryStore;
+  view: RegistryView;
+  onAgencyPut: (agency: Agency) => Promise<void>;
+  trace: (id: string) => Promise<unknown[]>;
+  health: () => Promise<unknown[]>;
+}
+
+const ROLES: ReadonlySet<string> = new Set(["consumer", "provider", "subscriber", "operator"]);
+
+/**
+ * The operators' API, `mg.admin.<noun>.<verb>`, answered by every broker
+ * node in one queue group. Bodies and replies are MessagePack maps; a reply
+ * is `{ ok: true, result }` or `{ ok: false, error }`.
+ */
+export class AdminApi {
+  private sub: Subscription | undefined;
+  private readonly handlers: Record<string, Handler>;
+
+  constructor(
+    private readonly ctx: NodeContext,
+    private readonly deps: AdminDeps,
+  ) {
+    this.handlers = {
+      "agency.list": async () => deps.view.listAgencies(),
+      "agency.put": (body) => this.putAgency(body),
+      "service.list": async () => deps.view.list(),
+      "service.get": async (body) => this.getService(body),
+      "service.put": (body) => this.putService(body),
+      "service.health": () => deps.health(),
+      "message.trace": (body) => this.trace(body),
+    };
+  }
+
+  start(): void {
+    this.sub = this.ctx.bus.nc.subscribe("mg.admin.>", {
+      queue: BROKER_QUEUE_GROUP,
+      callback: (_err, m) => this.onRequest(m),
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.sub?.drain();
+  }
+
+  private onRequest(m: Msg): void {
+    const op = m.subject.slice("mg.admin.".length);
+    const handler = this.handlers[op];
+    const run = async () => {
+      if (!handler) throw new MagistralError(ErrorCode.NOT_FOUND, `no admin operation ${op}`);
+      const body = m.data.length ? decodeValue(m.data) : {};
+      if (typeof body !== "object" || body === null) {
+        throw new MagistralError(ErrorCode.BAD_REQUEST, "body must be a map");
+      }
+      return handler(body as Record<string, unknown>);
+    };
+    run().then(
+      (result) => respond(m, { ok: true, result }),
+      (err) => {
+        const error = toMagistralError(err);
+        if (error.code === ErrorCode.INTERNAL)
+          this.ctx.log.error({ err, op }, "admin operation failed");
+        respond(m, { ok: false, error: error.toWire() });
+      },
+    );
+  }
+
+  private async putAgency(body: Record<string, unknown>): Promise<Agency> {
+    const id = assertToken(body.id, "agency id");
+    const roles = Array.isArray(body.roles) ? body.roles : ["consumer"];
+    if (!roles.every((r) => typeof r === "string" && ROLES.has(r))) {
+      throw new MagistralError(
+        ErrorCode.BAD_REQUEST,
+        "roles: consumer, provider, subscriber, operator",
+      );
+    }
+    const before = await this.deps.store.getAgency(id);
+    const now = Date.now();
+    const agency: Agency = {
+      id,
+      name: typeof body.name === "string" ? body.name : (before?.name ?? id),
+      roles: roles as AgencyRole[],
+      contact: typeof body.contact === "string" ? body.contact : before?.contact,
+      registeredAt: before?.registeredAt ?? now,
+      updatedAt: now,
+    };
+    await this.deps.store.putAgency(agency);
+    await this.deps.onAgencyPut(agency);
+    return agency;
+  }
+
+  private getService(body: Record<string, unknown>): ServiceDef {
+    const id = assertToken(body.id, "service id");
+    const def = this.deps.view.get(id);
+    if (!def) throw new MagistralError(ErrorCode.NOT_FOUND, `no service ${id}`);
+    return def;
+  }
+
+  /**
+   * Registers or updates a service. `body.service` holds the fields to set;
+   * `body.schema`, when given, replaces the request schema, and for an XSD
+   * `body.schema.rootElement` names the request's root element.
+   */
+  private async putService(body: Record<string, unknown>): Promise<ServiceDef> {
+    const input = (body.service ?? {}) as Partial<ServiceDef>;
+    const id = assertToken(input.id, "service id");
+    const owner = assertToken(input.owner, "service owner");
+    if (!this.deps.view.agency(owner)) {
+      throw new MagistralError(ErrorCode.BAD_REQUEST, `owner agency ${owner} is not registered`);
+    }
+    const before = await this.deps.store.getService(id);
+    const now = Date.now();
+    const def: ServiceDef = {
+      ...SERVICE_DEFAULTS,
+      ...before,
+      ...input,
+      id,
+      owner,
+      retry: { ...DEFAULT_RETRY, ...before?.retry, ...input.retry },
+      adapter: input.adapter ?? before?.adapter ?? {},
+      schema: before?.schema,
+      registeredAt: before?.registeredAt ?? now,
+      updatedAt: now,
+    };
+    checkNumbers(def);
+    if (body.schema) def.schema = await this.putSchema(id, body.schema as SchemaInput);
+    await this.deps.store.putService(def);
+    return def;
+  }
+
+  private async putSchema(id: string, input: SchemaInput): Promise<ServiceDef["schema"]> {
+    const bundle = toBundle(input);
+    // Compile once here, so a broken schema is refused at registration, not at the first submit.
+    compileSchema(`check-${id}-${Date.now()}`, bundle).dispose();
+    const revision = await this.deps.store.putSchema(id, bundle);
+    if (bundle.kind === "json") return { kind: "json", revision };
+    const namespace = input.namespace ?? xsdTargetNamespace(bundle.files[bundle.main]!) ?? "";
+    return { kind: "xsd", namespace, rootElement: input.rootElement, revision };
+  }
+
+  private async trace(body: Record<string, unknown>): Promise<unknown[]> {
+    if (!isMessageId(body.id))
+      throw new MagistralError(ErrorCode.BAD_REQUEST, "id must be a message id");
+    const records = await this.deps.trace(body.id);
+    if (records.length === 0)
+      throw new MagistralError(ErrorCode.NOT_FOUND, `no journal record of ${body.id}`);
+    return records;
+  }
+}
+
+type SchemaInput = SchemaBundle & { rootElement?: string; namespace?: string };
+
+function toBundle(input: SchemaInput): SchemaBundle {
+  if (input.kind === "json" && typeof input.schema === "object" && input.schema !== null) {
+    return { kind: "json", schema: input.schema };
+  }
+  if (
+    input.kind === "xsd" &&
+    typeof input.main === "string" &&
+    typeof input.files === "object" &&
+    typeof input.files?.[input.main] === "string"
+  ) {
+    return { kind: "xsd", main: input.main, files: input.files };
+  }
+  throw new MagistralError(
+    ErrorCode.BAD_REQUEST,
+    "schema: {kind: json, schema} or {kind: xsd, main, files}",
+  );
+}
+
+function checkNumbers(def: ServiceDef) {
+  const positive: [string, number][] = [
+    ["callTimeoutMs", def.callTimeoutMs],
+    ["concurrency", def.concurrency],
+    ["maxPayloadBytes", def.maxPayloadBytes],
+    ["retry.attempts", def.retry.attempts],
+    ["retry.lifetimeMs", def.retry.lifetimeMs],
+    ["retry.maxLifetimeMs", def.retry.maxLifetimeMs],
+  ];
+  for (const [name, value] of positive) {
+    if (!Number.isFinite(value) || value <= 0) {
+      throw new MagistralError(ErrorCode.BAD_REQUEST, `${name} must be a positive number`);
+    }
+  }
+  if (!["active", "suspended", "retired"].includes(def.status)) {
+    throw new MagistralError(ErrorCode.BAD_REQUEST, "status: active, suspended or retired");
+  }
+}

@@ -1,0 +1,191 @@
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import { decodeEnvelope, type Envelope, encodeEnvelope, encodeValue } from "./envelope.ts";
+import { ErrorCode, MagistralError, toMagistralError } from "./errors.ts";
+import { newMessageId } from "./ids.ts";
+import type { NodeContext } from "./node-context.ts";
+import type { ServiceDef } from "./registry.ts";
+import type { RegistryView } from "./registry-view.ts";
+import {
+  agencyOfApiSubject,
+  BROKER_QUEUE_GROUP,
+  consumerName,
+  STREAM,
+  subject,
+} from "./subjects.ts";
+
+/** Reply of `mg.api.<agency>.submit`. */
+export type SubmitReply =
+  | { ok: true; id: string; service: string; duplicate: boolean }
+  | { ok: false; id?: string; error: { code: ErrorCode; message: string; retryable: boolean } };
+
+/** Submits being persisted at once by this node; past it, submits are refused as UNAVAILABLE. */
+const MAX_SUBMITS_IN_FLIGHT = 4_096;
+
+/**
+ * The bus's API for agencies, `mg.api.<agency>.<op>`, answered by every
+ * broker node in one queue group. The agency is always the subject's token.
+ */
+export class AgencyApi {
+  private subs: Subscription[] = [];
+  private inFlight = 0;
+
+  constructor(
+    private readonly ctx: NodeContext,
+    private readonly view: RegistryView,
+  ) {}
+
+  start(): void {
+    const { nc } = this.ctx.bus;
+    const opts = { queue: BROKER_QUEUE_GROUP };
+    this.subs.push(
+      nc.subscribe(subject.apiWildcard("submit"), {
+        ...opts,
+        callback: (_e, m) => this.onSubmit(m),
+      }),
+      nc.subscribe(subject.apiWildcard("open"), { ...opts, callback: (_e, m) => this.onOpen(m) }),
+    );
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.subs.map((s) => s.drain()));
+  }
+
+  private onSubmit(m: Msg): void {
+    if (this.inFlight >= MAX_SUBMITS_IN_FLIGHT) {
+      respond(m, { ok: false, error: busy() });
+      return;
+    }
+    this.inFlight++;
+    this.submit(m)
+      .then((reply) => respond(m, reply))
+      .finally(() => this.inFlight--);
+  }
+
+  /** Checks, persists, and only then answers. Never rejects. */
+  private async submit(m: Msg): Promise<SubmitReply> {
+    const agency = agencyOfApiSubject(m.subject)!;
+    let env: Envelope | undefined;
+    let def: ServiceDef | undefined;
+    try {
+      env = decodeEnvelope(m.data);
+      if (env.kind !== "request")
+        throw new MagistralError(ErrorCode.BAD_ENVELOPE, "submit takes a request");
+      if (!this.view.agency(agency)) {
+        throw new MagistralError(ErrorCode.ACCESS_DENIED, `agency ${agency} is not registered`);
+      }
+      def = this.view.resolve(env.service, env.payload);
+      await this.check(def, env);
+      return await this.persist(agency, def, env);
+    } catch (err) {
+      const error = toMagistralError(err);
+      const id = env?.id ?? newMessageId();
+      this.ctx.events.emit({
+        type: "rejected",
+        id,
+        agency,
+        service: def?.id ?? env?.service,
+        code: error.code,
+        cause: error.message,
+        test: env?.test,
+      });
+      if (error.code === ErrorCode.INTERNAL) this.ctx.log.error({ err, agency }, "submit failed");
+      return { ok: false, id: env?.id, error: error.toWire() };
+    }
+  }
+
+  private async check(def: ServiceDef, env: Envelope): Promise<void> {
+    if (def.status !== "active") {
+      throw new MagistralError(ErrorCode.SERVICE_SUSPENDED, `service ${def.id} is ${def.status}`);
+    }
+    if (env.payload.length > def.maxPayloadBytes) {
+      throw new MagistralError(
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        `payload of ${env.payload.length} bytes exceeds ${def.maxPayloadBytes}`,
+      );
+    }
+    if (env.ttlMs !== undefined && env.ttlMs > def.retry.maxLifetimeMs) {
+      throw new MagistralError(ErrorCode.BAD_ENVELOPE, `ttlMs exceeds ${def.retry.maxLifetimeMs}`);
+    }
+    if (env.ttlMs !== undefined && env.createdAt + env.ttlMs <= Date.now()) {
+      throw new MagistralError(ErrorCode.EXPIRED, "the request's lifetime has already ended");
+    }
+    const validator = await this.view.validator(def);
+    validator?.validate(env.payload);
+  }
+
+  private async persist(agency: string, def: ServiceDef, env: Envelope): Promise<SubmitReply> {
+    const stored: Envelope = { ...env, service: def.id, sender: agency };
+    delete stored.attempt;
+    let duplicate: boolean;
+    try {
+      const ack = await this.ctx.bus.js.publish(subject.queue(def.id), encodeEnvelope(stored), {
+        msgID: env.id,
+      });
+      duplicate = ack.duplicate;
+    } catch (err) {
+      throw new MagistralError(ErrorCode.UNAVAILABLE, "request not persisted, send it again", {
+        cause: err,
+      });
+    }
+    if (!duplicate) {
+      this.ctx.events.emit({
+        type: "accepted",
+        id: env.id,
+        agency,
+        service: def.id,
+        provider: def.owner,
+        bytes: env.payload.length,
+        test: env.test,
+      });
+    }
+    return { ok: true, id: env.id, service: def.id, duplicate };
+  }
+
+  /** `open`: makes sure the agency's durable consumer on REPLIES exists. */
+  private onOpen(m: Msg): void {
+    const agency = agencyOfApiSubject(m.subject)!;
+    if (!this.view.agency(agency)) {
+      respond(m, {
+        ok: false,
+        error: new MagistralError(ErrorCode.ACCESS_DENIED, "agency not registered").toWire(),
+      });
+      return;
+    }
+    ensureReplyConsumer(this.ctx, agency).then(
+      () =>
+        respond(m, {
+          ok: true,
+          agency,
+          stream: STREAM.replies,
+          consumer: consumerName.replies(agency),
+        }),
+      (err) =>
+        respond(m, { ok: false, error: toMagistralError(err, ErrorCode.UNAVAILABLE).toWire() }),
+    );
+  }
+}
+
+export async function ensureReplyConsumer(ctx: NodeContext, agency: string): Promise<void> {
+  const durable = consumerName.replies(agency);
+  try {
+    await ctx.bus.jsm.consumers.info(STREAM.replies, durable);
+  } catch {
+    await ctx.bus.jsm.consumers.add(STREAM.replies, {
+      durable_name: durable,
+      filter_subject: subject.reply(agency),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: 30_000_000_000,
+      max_ack_pending: 10_000,
+    });
+  }
+}
+
+function busy() {
+  return new MagistralError(ErrorCode.UNAVAILABLE, "broker node is saturated, send again").toWire();
+}
+
+export function respond(m: Msg, reply: unknown): void {
+  if (m.reply) m.respond(encodeValue(reply));
+}

@@ -1,0 +1,149 @@
+import path from "node:path";
+import type { ConnectionOptions } from "@nats-io/transport-node";
+import { query, type Ref, start, stop } from "nact";
+import { type JournalMsg, spawnJournal } from "../actors/journal.ts";
+import { type RegistryMsg, spawnRegistry } from "../actors/registry.ts";
+import type { ServiceHealth } from "../actors/service.ts";
+import { AdminApi } from "./admin-api.ts";
+import { AgencyApi, ensureReplyConsumer } from "./api.ts";
+import { encodeValue } from "./envelope.ts";
+import { EventSink } from "./events.ts";
+import { assertToken } from "./ids.ts";
+import { JournalStore } from "./journal-store.ts";
+import type { KvFollower } from "./kv-follower.ts";
+import { componentLogger, type Logger } from "./logger.ts";
+import { type BusConnection, connectBus, ensureInfrastructure, openBuckets } from "./nats.ts";
+import type { NodeContext } from "./node-context.ts";
+import { RegistryStore } from "./registry.ts";
+import { RegistryView } from "./registry-view.ts";
+
+export interface BrokerOptions {
+  nodeId: string;
+  /** NATS connection options: servers, credentials. */
+  nats: ConnectionOptions;
+  /** This node's local state; the journal lives in `<dataDir>/journal/<nodeId>`. */
+  dataDir: string;
+  replicas?: number;
+  log?: Logger;
+}
+
+const HEARTBEAT_MS = 5_000;
+const QUERY_TIMEOUT_MS = 10_000;
+
+/**
+ * One Magistral broker node: its NATS connection, its actor tree (registry
+ * with one actor per service, journal) and the agency and admin APIs.
+ */
+export class BrokerNode {
+  readonly nodeId: string;
+  private ctx!: NodeContext;
+  private system: Ref<unknown> | undefined;
+  private registry!: Ref<RegistryMsg>;
+  private journal!: Ref<JournalMsg>;
+  private followers: KvFollower[] = [];
+  private api: AgencyApi | undefined;
+  private admin: AdminApi | undefined;
+  private store: JournalStore | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+  view!: RegistryView;
+
+  private constructor(private readonly opts: BrokerOptions) {
+    this.nodeId = assertToken(opts.nodeId, "node id");
+  }
+
+  static async start(opts: BrokerOptions): Promise<BrokerNode> {
+    const node = new BrokerNode(opts);
+    await node.boot();
+    return node;
+  }
+
+  get bus(): BusConnection {
+    return this.ctx.bus;
+  }
+
+  private async boot(): Promise<void> {
+    const log = this.opts.log ?? componentLogger("broker", { node: this.nodeId });
+    const bus = await connectBus({ name: `magistral-${this.nodeId}`, ...this.opts.nats });
+    await ensureInfrastructure(bus, this.opts.replicas ?? 1);
+    const buckets = await openBuckets(bus);
+    const registryStore = new RegistryStore(buckets.agencies, buckets.services, buckets.schemas);
+    this.store = await JournalStore.open(path.join(this.opts.dataDir, "journal", this.nodeId));
+    const events = new EventSink(bus.js, this.nodeId, log.child({ component: "events" }));
+    this.ctx = { nodeId: this.nodeId, bus, events, log, mailboxes: new Map() };
+    this.view = new RegistryView(registryStore);
+
+    this.system = start();
+    const { registry, followers } = spawnRegistry(this.system, this.ctx, registryStore, this.view);
+    this.registry = registry;
+    this.followers = followers;
+    this.journal = spawnJournal(this.system, this.ctx, this.store).journal;
+    await Promise.all(followers.map((f) => f.start()));
+
+    await Promise.all(this.view.listAgencies().map((a) => ensureReplyConsumer(this.ctx, a.id)));
+    this.api = new AgencyApi(this.ctx, this.view);
+    this.api.start();
+    this.admin = new AdminApi(this.ctx, {
+      store: registryStore,
+      view: this.view,
+      onAgencyPut: (agency) => ensureReplyConsumer(this.ctx, agency.id),
+      trace: (id) => this.trace(id),
+      health: () => this.health(),
+    });
+    this.admin.start();
+    this.startHeartbeat(buckets.brokers);
+    log.info({ replicas: this.opts.replicas ?? 1 }, "broker node started");
+  }
+
+  private startHeartbeat(bucket: Awaited<ReturnType<typeof openBuckets>>["brokers"]) {
+    const beat = () =>
+      bucket
+        .put(this.nodeId, encodeValue({ node: this.nodeId, at: Date.now(), pid: process.pid }))
+        .catch((err) => this.ctx.log.warn({ err }, "heartbeat not written"));
+    beat();
+    this.heartbeat = setInterval(beat, HEARTBEAT_MS);
+    this.heartbeat.unref();
+  }
+
+  /** The journal records of one message on this node, in order. */
+  trace(id: string) {
+    return query(
+      this.journal,
+      (replyTo) => ({ type: "trace" as const, id, replyTo }),
+      QUERY_TIMEOUT_MS,
+    );
+  }
+
+  /** Health of every service actor on this node. */
+  health(): Promise<ServiceHealth[]> {
+    return query(
+      this.registry,
+      (replyTo) => ({ type: "health" as const, replyTo }),
+      QUERY_TIMEOUT_MS,
+    );
+  }
+
+  /** Flushes pending journal events to EVENTS. */
+  flushEvents(): Promise<void> {
+    return this.ctx.events.drain();
+  }
+
+  /** Stops taking work, flushes events, and closes. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    clearInterval(this.heartbeat);
+    await this.api?.stop().catch(() => {});
+    await this.admin?.stop().catch(() => {});
+    await Promise.all(this.followers.map((f) => f.stop()));
+    await Promise.all([...this.ctx.mailboxes.values()].map((m) => m.stop()));
+    if (this.system) stop(this.system);
+    await this.ctx.events.drain().catch(() => {});
+    await this.ctx.bus.nc.drain().catch(() => {});
+    await this.store?.close();
+    this.ctx.log.info("broker node stopped");
+  }
+}

@@ -1,0 +1,291 @@
+import type { Consumer, ConsumerMessages, JetStreamClient } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
+import {
+  type ConnectionOptions,
+  connect,
+  type Msg,
+  type NatsConnection,
+  type Subscription,
+} from "@nats-io/transport-node";
+import type { SubmitReply } from "./api.ts";
+import {
+  decodeEnvelope,
+  decodeValue,
+  type Envelope,
+  encodeEnvelope,
+  PROTOCOL_VERSION,
+} from "./envelope.ts";
+import { ErrorCode, MagistralError, type WireError } from "./errors.ts";
+import { assertToken, newMessageId } from "./ids.ts";
+import { consumerName, providerQueueGroup, STREAM, subject } from "./subjects.ts";
+
+export interface AgencyClientOptions {
+  /** This agency's id, as registered. */
+  agency: string;
+  /** NATS connection options (servers, user/pass or other credentials). */
+  nats: ConnectionOptions;
+}
+
+export interface SubmitOptions {
+  /** Message id; the idempotency key. Defaults to a new UUID. */
+  id?: string;
+  /** Lifetime asked for, within the service's ceiling. */
+  ttlMs?: number;
+  headers?: Record<string, string>;
+  /** Defaults to application/xml for strings starting with `<`, else application/octet-stream. */
+  contentType?: string;
+  test?: boolean;
+}
+
+/** What a provider handler returns: the response payload, or payload with content type. */
+export type ProviderResult =
+  | Uint8Array
+  | string
+  | { payload: Uint8Array | string; contentType?: string };
+export type ProviderHandler = (request: Envelope) => ProviderResult | Promise<ProviderResult>;
+
+/** A response or final status read from REPLIES. */
+export interface Reply {
+  envelope: Envelope;
+  ack(): void;
+}
+
+/** Thrown by `request` when the bus gives up on a message, and by `submit` on rejection. */
+export class RequestFailedError extends MagistralError {
+  constructor(readonly wire: WireError) {
+    super(wire.code, wire.message);
+  }
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * An agency's connection to the bus: submit requests, read responses, and
+ * serve the services it provides.
+ */
+export class AgencyClient {
+  readonly agency: string;
+  private readonly pending = new Map<string, (env: Envelope) => void>();
+  private readonly unclaimed: Reply[] = [];
+  private readonly waiters: ((reply: Reply) => void)[] = [];
+  private replies: ConsumerMessages | undefined;
+  private readonly subs: Subscription[] = [];
+
+  private constructor(
+    readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    agency: string,
+  ) {
+    this.agency = agency;
+  }
+
+  static async connect(opts: AgencyClientOptions): Promise<AgencyClient> {
+    const agency = assertToken(opts.agency, "agency");
+    const nc = await connect({
+      name: `agency-${agency}`,
+      inboxPrefix: subject.inboxPrefix(agency),
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      ...opts.nats,
+    });
+    const js = jetstream(nc, { timeout: 10_000 });
+    return new AgencyClient(nc, js, agency);
+  }
+
+  /**
+   * Submits a request. Resolves once the bus has persisted it.
+   * @throws RequestFailedError with the bus's error code when it is refused.
+   */
+  async submit(
+    service: string | undefined,
+    payload: Uint8Array | string,
+    opts: SubmitOptions = {},
+  ) {
+    const bytes = typeof payload === "string" ? encoder.encode(payload) : payload;
+    const env: Envelope = {
+      v: PROTOCOL_VERSION,
+      id: opts.id ?? newMessageId(),
+      kind: "request",
+      createdAt: Date.now(),
+      payload: bytes,
+      contentType: opts.contentType ?? guessContentType(payload),
+    };
+    if (service !== undefined) env.service = service;
+    if (opts.ttlMs !== undefined) env.ttlMs = opts.ttlMs;
+    if (opts.headers) env.headers = opts.headers;
+    if (opts.test) env.test = true;
+    return this.submitEnvelope(env);
+  }
+
+  /** Submits an envelope as built by the caller (advanced: signatures, custom ids). */
+  async submitEnvelope(
+    env: Envelope,
+  ): Promise<{ id: string; service: string; duplicate: boolean }> {
+    const msg = await this.nc.request(subject.api(this.agency, "submit"), encodeEnvelope(env), {
+      timeout: 15_000,
+    });
+    const reply = decodeValue(msg.data) as SubmitReply;
+    if (!reply.ok) throw new RequestFailedError(reply.error);
+    return { id: reply.id, service: reply.service, duplicate: reply.duplicate };
+  }
+
+  /**
+   * Submits and waits for the provider's answer.
+   * @throws RequestFailedError if the request is refused or ends without a response.
+   */
+  async request(
+    service: string | undefined,
+    payload: Uint8Array | string,
+    opts: SubmitOptions & { timeoutMs?: number } = {},
+  ): Promise<Envelope> {
+    await this.openReplies();
+    const id = opts.id ?? newMessageId();
+    const answered = new Promise<Envelope>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new MagistralError(ErrorCode.PROVIDER_TIMEOUT, `no answer to ${id} in time`));
+      }, opts.timeoutMs ?? 60_000);
+      this.pending.set(id, (env) => {
+        clearTimeout(timer);
+        resolve(env);
+      });
+    });
+    try {
+      await this.submit(service, payload, { ...opts, id });
+    } catch (err) {
+      this.pending.delete(id);
+      throw err;
+    }
+    const env = await answered;
+    if (env.kind === "status" && env.error) throw new RequestFailedError(env.error);
+    return env;
+  }
+
+  /**
+   * Responses and final statuses that no `request` call is waiting for, in
+   * arrival order. Each must be acknowledged, or it is delivered again.
+   */
+  async *responses(): AsyncGenerator<Reply> {
+    await this.openReplies();
+    while (!this.nc.isClosed()) {
+      const next = this.unclaimed.shift();
+      if (next) {
+        yield next;
+        continue;
+      }
+      yield await new Promise<Reply>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** Starts reading this agency's durable consumer on REPLIES, once. */
+  async openReplies(): Promise<void> {
+    if (this.replies) return;
+    const opened = await this.nc.request(subject.api(this.agency, "open"), new Uint8Array(0), {
+      timeout: 15_000,
+    });
+    const reply = decodeValue(opened.data) as { ok: boolean; error?: WireError };
+    if (!reply.ok) throw new RequestFailedError(reply.error!);
+    if (this.replies) return;
+    const consumer: Consumer = await this.js.consumers.get(
+      STREAM.replies,
+      consumerName.replies(this.agency),
+    );
+    this.replies = await consumer.consume({ max_messages: 256 });
+    this.pump(this.replies);
+  }
+
+  private async pump(messages: ConsumerMessages) {
+    for await (const m of messages) {
+      let env: Envelope;
+      try {
+        env = decodeEnvelope(m.data);
+      } catch {
+        m.term();
+        continue;
+      }
+      const waiting = env.correlationId ? this.pending.get(env.correlationId) : undefined;
+      if (waiting) {
+        this.pending.delete(env.correlationId!);
+        m.ack();
+        waiting(env);
+        continue;
+      }
+      const reply: Reply = { envelope: env, ack: () => m.ack() };
+      const waiter = this.waiters.shift();
+      if (waiter) waiter(reply);
+      else this.unclaimed.push(reply);
+    }
+  }
+
+  /**
+   * Serves calls of a service this agency owns. Adapters of one provider
+   * share the calls (queue group). A handler that throws answers with a
+   * fault, and the bus retries by the service's policy.
+   */
+  provide(service: string, handler: ProviderHandler): Subscription {
+    const sub = this.nc.subscribe(subject.call(assertToken(service, "service")), {
+      queue: providerQueueGroup(service),
+      callback: (_err, msg) => {
+        void this.serve(msg, handler);
+      },
+    });
+    this.subs.push(sub);
+    return sub;
+  }
+
+  private async serve(msg: Msg, handler: ProviderHandler): Promise<void> {
+    let request: Envelope;
+    try {
+      request = decodeEnvelope(msg.data);
+    } catch (err) {
+      msg.respond(encodeEnvelope(fault("bad-call", err)));
+      return;
+    }
+    try {
+      const result = await handler(request);
+      const { payload, contentType } =
+        typeof result === "string" || result instanceof Uint8Array
+          ? { payload: result, contentType: undefined }
+          : result;
+      const response: Envelope = {
+        v: PROTOCOL_VERSION,
+        id: newMessageId(),
+        kind: "response",
+        service: request.service,
+        correlationId: request.id,
+        createdAt: Date.now(),
+        payload: typeof payload === "string" ? encoder.encode(payload) : payload,
+        contentType: contentType ?? guessContentType(payload),
+      };
+      msg.respond(encodeEnvelope(response));
+    } catch (err) {
+      msg.respond(encodeEnvelope(fault(request.id, err)));
+    }
+  }
+
+  async close(): Promise<void> {
+    this.replies?.stop();
+    await this.nc.drain().catch(() => {});
+  }
+}
+
+function fault(correlationId: string, err: unknown): Envelope {
+  const message = err instanceof Error ? err.message : String(err);
+  return {
+    v: PROTOCOL_VERSION,
+    id: newMessageId(),
+    kind: "status",
+    correlationId: /^[A-Za-z0-9_-]{1,128}$/.test(correlationId) ? correlationId : undefined,
+    createdAt: Date.now(),
+    payload: new Uint8Array(0),
+    error: { code: ErrorCode.PROVIDER_FAULT, message: message.slice(0, 1000), retryable: true },
+  };
+}
+
+function guessContentType(payload: Uint8Array | string): string {
+  const first =
+    typeof payload === "string" ? payload.trimStart()[0] : String.fromCharCode(payload[0] ?? 0);
+  if (first === "<") return "application/xml";
+  if (first === "{" || first === "[") return "application/json";
+  return "application/octet-stream";
+}

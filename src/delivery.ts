@@ -1,0 +1,144 @@
+import {
+  NoRespondersError,
+  headers as natsHeaders,
+  RequestError,
+  TimeoutError,
+} from "@nats-io/transport-node";
+import { decodeEnvelope, type Envelope, encodeEnvelope } from "./envelope.ts";
+import { ErrorCode, MagistralError, type WireError } from "./errors.ts";
+import type { NodeContext } from "./node-context.ts";
+import type { RetryPolicy, ServiceDef } from "./registry.ts";
+import { subject } from "./subjects.ts";
+
+export type CallOutcome =
+  | { ok: true; callMs: number; responseBytes: number }
+  | { ok: false; error: WireError; callMs: number };
+
+/** Delay before attempt `attempt + 1`, after `attempt` failed. */
+export function retryDelayMs(policy: RetryPolicy, attempt: number, random = Math.random): number {
+  const base = Math.min(policy.maxDelayMs, policy.firstDelayMs * policy.factor ** (attempt - 1));
+  const spread = base * policy.jitter;
+  return Math.max(0, Math.round(base - spread + 2 * spread * random()));
+}
+
+/** When the message's lifetime ends, in epoch milliseconds. */
+export function expiresAt(env: Envelope, policy: RetryPolicy): number {
+  return env.createdAt + Math.min(env.ttlMs ?? policy.lifetimeMs, policy.maxLifetimeMs);
+}
+
+/** The key under which a consumer receives the answer to one request, from one provider. */
+export function replyDedupId(requestId: string, provider: string): string {
+  return `${requestId}:reply:${provider}`;
+}
+
+/**
+ * Calls the provider of `def` with the request and, if it answers, stores
+ * the answer in REPLIES for the consumer. Resolves with the outcome; never
+ * rejects.
+ */
+export async function callAndReply(
+  ctx: NodeContext,
+  def: ServiceDef,
+  env: Envelope,
+  attempt: number,
+): Promise<CallOutcome> {
+  const started = performance.now();
+  let answer: Envelope;
+  try {
+    const call = encodeEnvelope({ ...env, attempt });
+    const reply = await ctx.bus.nc.request(subject.call(def.id), call, {
+      timeout: def.callTimeoutMs,
+    });
+    answer = decodeEnvelope(reply.data);
+  } catch (err) {
+    return { ok: false, error: callError(err), callMs: performance.now() - started };
+  }
+  const callMs = performance.now() - started;
+  if (answer.kind !== "response") {
+    const error = answer.error ?? {
+      code: ErrorCode.PROVIDER_FAULT,
+      message: "provider answered without a response",
+      retryable: true,
+    };
+    return { ok: false, error: { ...error, code: ErrorCode.PROVIDER_FAULT }, callMs };
+  }
+
+  const response: Envelope = {
+    ...answer,
+    kind: "response",
+    service: def.id,
+    sender: def.owner,
+    provider: def.owner,
+    correlationId: env.id,
+    test: env.test,
+  };
+  const data = encodeEnvelope(response);
+  try {
+    await ctx.bus.js.publish(subject.reply(env.sender!), data, {
+      msgID: replyDedupId(env.id, def.owner),
+    });
+  } catch (err) {
+    return {
+      ok: false,
+      error: new MagistralError(ErrorCode.UNAVAILABLE, String(err)).toWire(),
+      callMs,
+    };
+  }
+  return { ok: true, callMs, responseBytes: data.length };
+}
+
+/**
+ * Stores a request that will not be delivered in DEADLETTER, then tells the
+ * consumer with a final status. Rejects if either could not be stored, so
+ * the caller keeps the message and tries again.
+ */
+export async function deadLetter(
+  ctx: NodeContext,
+  def: ServiceDef,
+  env: Envelope,
+  error: WireError,
+  attempts: number,
+): Promise<void> {
+  const h = natsHeaders();
+  h.set("Mg-Reason", error.code);
+  h.set("Mg-Attempts", String(attempts));
+  h.set("Mg-Node", ctx.nodeId);
+  await ctx.bus.js.publish(subject.deadletter(def.id), encodeEnvelope(env), {
+    msgID: `${env.id}:dlq:${def.owner}:${Date.now()}`,
+    headers: h,
+  });
+  const status: Envelope = {
+    v: env.v,
+    id: `${env.id}-status`,
+    kind: "status",
+    service: def.id,
+    sender: def.owner,
+    provider: def.owner,
+    correlationId: env.id,
+    createdAt: Date.now(),
+    payload: new Uint8Array(0),
+    error,
+    test: env.test,
+  };
+  await ctx.bus.js.publish(subject.reply(env.sender!), encodeEnvelope(status), {
+    msgID: replyDedupId(env.id, def.owner),
+  });
+}
+
+function callError(err: unknown): WireError {
+  const noResponders =
+    err instanceof NoRespondersError ||
+    (err instanceof RequestError && err.isNoResponders()) ||
+    (err instanceof Error && err.cause instanceof NoRespondersError);
+  if (noResponders) {
+    return new MagistralError(ErrorCode.NO_PROVIDER, "no provider adapter is listening").toWire();
+  }
+  if (err instanceof TimeoutError || (err instanceof Error && err.cause instanceof TimeoutError)) {
+    return new MagistralError(
+      ErrorCode.PROVIDER_TIMEOUT,
+      "provider did not answer in time",
+    ).toWire();
+  }
+  const text = err instanceof Error ? err.message : String(err);
+  return new MagistralError(ErrorCode.PROVIDER_FAULT, `call failed: ${text}`).toWire();
+}

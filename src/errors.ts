@@ -1,0 +1,83 @@
+/**
+ * Every error the bus returns to an agency or raises inside a node carries a
+ * stable `code`. Callers branch on the code, never on the message text.
+ */
+export const ErrorCode = {
+  /** The envelope could not be decoded or a field has the wrong type. */
+  BAD_ENVELOPE: "BAD_ENVELOPE",
+  /** The request names no service and none is registered for its XML root. */
+  UNKNOWN_SERVICE: "UNKNOWN_SERVICE",
+  /** The service exists but is suspended or retired. */
+  SERVICE_SUSPENDED: "SERVICE_SUSPENDED",
+  /** The payload does not satisfy the service's registered schema. */
+  SCHEMA_INVALID: "SCHEMA_INVALID",
+  /** The payload is larger than the service allows. */
+  PAYLOAD_TOO_LARGE: "PAYLOAD_TOO_LARGE",
+  /** The agency may not do this. */
+  ACCESS_DENIED: "ACCESS_DENIED",
+  /** The message's lifetime ended before it could be delivered. */
+  EXPIRED: "EXPIRED",
+  /** An admin or status query named something that does not exist. */
+  NOT_FOUND: "NOT_FOUND",
+  /** An admin command carried invalid arguments. */
+  BAD_REQUEST: "BAD_REQUEST",
+  /** The bus could not persist the message; nothing was accepted. Retry. */
+  UNAVAILABLE: "UNAVAILABLE",
+  /** The provider did not answer within the call timeout. */
+  PROVIDER_TIMEOUT: "PROVIDER_TIMEOUT",
+  /** No provider adapter is listening for the service. */
+  NO_PROVIDER: "NO_PROVIDER",
+  /** The provider answered with a fault. */
+  PROVIDER_FAULT: "PROVIDER_FAULT",
+  /** An unexpected failure inside the bus. */
+  INTERNAL: "INTERNAL",
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set([
+  ErrorCode.UNAVAILABLE,
+  ErrorCode.PROVIDER_TIMEOUT,
+  ErrorCode.NO_PROVIDER,
+  ErrorCode.PROVIDER_FAULT,
+  ErrorCode.INTERNAL,
+]);
+
+/** Whether the same input may succeed if sent again later. */
+export function isRetryable(code: ErrorCode): boolean {
+  return RETRYABLE.has(code);
+}
+
+export class MagistralError extends Error {
+  override readonly name = "MagistralError";
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.retryable = isRetryable(code);
+  }
+
+  /** The wire form of this error, as sent in API replies and statuses. */
+  toWire(): WireError {
+    return { code: this.code, message: this.message, retryable: this.retryable };
+  }
+}
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  retryable: boolean;
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && Object.hasOwn(ErrorCode, value);
+}
+
+/** Wraps anything thrown into a MagistralError, keeping the original as cause. */
+export function toMagistralError(err: unknown, fallback: ErrorCode = ErrorCode.INTERNAL) {
+  if (err instanceof MagistralError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new MagistralError(fallback, message, { cause: err });
+}

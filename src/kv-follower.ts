@@ -1,0 +1,104 @@
+import type { KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "./logger.ts";
+
+export interface FollowerHandlers {
+  put(key: string, value: Uint8Array, revision: number): void;
+  remove(key: string): void;
+}
+
+/**
+ * Follows a KV bucket: every current value, then every change. The watch is
+ * restarted after an error, after a reconnect (a nats-server 2.9 watcher
+ * can silently stop after a server restart) and periodically; each restart
+ * replays the current values and removes keys that vanished meanwhile.
+ */
+export class KvFollower {
+  private stopped = false;
+  private known = new Set<string>();
+  private current: { stop(): void } | undefined;
+  private loop: Promise<void> | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly kv: KV,
+    private readonly handlers: FollowerHandlers,
+    private readonly log: Logger,
+    private readonly refreshMs = 60_000,
+  ) {}
+
+  /** Resolves once the current values have been handed over. */
+  start(): Promise<void> {
+    let synced!: () => void;
+    const ready = new Promise<void>((resolve) => {
+      synced = resolve;
+    });
+    this.loop = this.run(synced);
+    this.watchStatus();
+    this.refreshTimer = setInterval(() => this.current?.stop(), this.refreshMs);
+    this.refreshTimer.unref();
+    return ready;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.refreshTimer);
+    this.current?.stop();
+    await this.loop;
+  }
+
+  private async watchStatus() {
+    for await (const status of this.nc.status()) {
+      if (this.stopped) return;
+      if (status.type === "reconnect") this.current?.stop();
+    }
+  }
+
+  private async run(synced: () => void): Promise<void> {
+    for (let failures = 0; !this.stopped; ) {
+      try {
+        await this.watchOnce(synced);
+        failures = 0;
+      } catch (err) {
+        failures++;
+        this.log.warn({ err, failures }, "kv watch failed, restarting");
+        synced();
+      }
+      if (!this.stopped) await sleep(Math.min(5_000, 200 * 2 ** Math.min(failures, 5)));
+    }
+  }
+
+  private async watchOnce(synced: () => void): Promise<void> {
+    const seen = new Set<string>();
+    let initial = true;
+    const iter = await this.kv.watch();
+    this.current = iter;
+    const finishInitial = () => {
+      initial = false;
+      for (const key of this.known) if (!seen.has(key)) this.drop(key);
+      synced();
+    };
+    const pending = await this.kv.status().then((s) => s.values);
+    if (pending === 0) finishInitial();
+    for await (const entry of iter) {
+      if (entry.operation === "PUT") {
+        seen.add(entry.key);
+        this.known.add(entry.key);
+        this.handlers.put(entry.key, entry.value, entry.revision);
+      } else {
+        this.drop(entry.key);
+      }
+      if (initial && entry.delta === 0) finishInitial();
+    }
+  }
+
+  private drop(key: string) {
+    if (!this.known.delete(key)) return;
+    this.handlers.remove(key);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,154 @@
+import type { ConsumerConfig, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import { ClosedConnectionError } from "@nats-io/transport-node";
+import type { Logger } from "./logger.ts";
+
+export interface MailboxOptions {
+  stream: string;
+  /** Durable consumer name. */
+  durable: string;
+  /** Config used to create the consumer when it is missing, and to update it. */
+  config: () => Partial<ConsumerConfig>;
+  /** Receives each message; must not block. */
+  onMessage: (msg: JsMsg) => void;
+  log: Logger;
+  /** How long one pull request waits on the server when the queue is empty. */
+  pullExpiresMs?: number;
+}
+
+/**
+ * Pulls a durable consumer only as far as its owner has credit: the owner
+ * grants one credit per free slot and returns it when the work is done, so
+ * no more messages are delivered to this node than it can work on. A paused
+ * mailbox issues no pulls, and waiting messages stay in the stream.
+ *
+ * A consumer that vanished (a known nats-server 2.9 fault on leader change)
+ * or stopped sending heartbeats is recreated and the pulling resumes.
+ */
+export class Mailbox {
+  private credits = 0;
+  private paused = false;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private current: { stop(): void } | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly opts: MailboxOptions,
+  ) {}
+
+  /** Starts pulling; creating the consumer is retried until it succeeds or the mailbox stops. */
+  start(): void {
+    this.loop ??= this.ensureThenRun();
+  }
+
+  private async ensureThenRun(): Promise<void> {
+    for (let failures = 1; !this.stopped; failures++) {
+      try {
+        await this.ensureConsumer();
+        break;
+      } catch (err) {
+        this.opts.log.warn({ err, failures }, "consumer not created yet");
+        await sleep(Math.min(5_000, 100 * 2 ** Math.min(failures, 6)));
+      }
+    }
+    await this.run();
+  }
+
+  /** Makes `n` more messages welcome. */
+  release(n = 1): void {
+    this.credits += n;
+    this.kick();
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.current?.stop();
+    this.kick();
+    await this.loop;
+  }
+
+  /** Creates the durable consumer, or updates it to the current config. */
+  async ensureConsumer(): Promise<void> {
+    const config = { ...this.opts.config(), durable_name: this.opts.durable };
+    try {
+      await this.jsm.consumers.info(this.opts.stream, this.opts.durable);
+      await this.jsm.consumers.update(this.opts.stream, this.opts.durable, config);
+    } catch {
+      await this.jsm.consumers.add(this.opts.stream, config);
+    }
+  }
+
+  private kick(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private async waitForCredit(): Promise<void> {
+    while (!this.stopped && (this.paused || this.credits <= 0)) {
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      await this.waitForCredit();
+      if (this.stopped) return;
+      const reserved = this.credits;
+      this.credits = 0;
+      let received = 0;
+      try {
+        const consumer = await this.js.consumers.get(this.opts.stream, this.opts.durable);
+        const batch = await consumer.fetch({
+          max_messages: reserved,
+          expires: this.opts.pullExpiresMs ?? 30_000,
+        });
+        this.current = batch;
+        for await (const msg of batch) {
+          received++;
+          this.opts.onMessage(msg);
+        }
+        failures = 0;
+      } catch (err) {
+        failures++;
+        await this.recover(err, failures);
+      } finally {
+        this.current = undefined;
+        this.credits += reserved - received;
+      }
+    }
+  }
+
+  private async recover(err: unknown, failures: number): Promise<void> {
+    if (this.stopped) return;
+    if (err instanceof ClosedConnectionError) {
+      this.stopped = true;
+      return;
+    }
+    this.opts.log.warn({ err, failures }, "mailbox pull failed, recovering consumer");
+    await sleep(Math.min(5_000, 100 * 2 ** Math.min(failures, 6)));
+    try {
+      await this.ensureConsumer();
+    } catch (recreateErr) {
+      this.opts.log.warn({ err: recreateErr }, "consumer not recreated yet");
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,97 @@
+import {
+  AckPolicy,
+  DiscardPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import { type ConnectionOptions, connect, type NatsConnection } from "@nats-io/transport-node";
+import { BUCKET, STREAM } from "./subjects.ts";
+
+export { AckPolicy };
+
+const DAY_MS = 24 * 3600 * 1000;
+const nanos = (ms: number) => ms * 1_000_000;
+
+export interface BusConnection {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  kvm: Kvm;
+}
+
+export async function connectBus(opts: ConnectionOptions): Promise<BusConnection> {
+  const nc = await connect({
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    pingInterval: 10_000,
+    ...opts,
+  });
+  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+  const js = jetstream(nc, { timeout: 10_000 });
+  return { nc, js, jsm, kvm: new Kvm(js) };
+}
+
+/** Stream definitions; `replicas` is 1 alone and 3 in a cluster. */
+type StreamSpec = Partial<StreamConfig> & { name: string };
+
+export function streamConfigs(replicas: number): StreamSpec[] {
+  const base = { storage: StorageType.File, num_replicas: replicas, discard: DiscardPolicy.Old };
+  return [
+    {
+      ...base,
+      name: STREAM.queue,
+      subjects: ["mg.queue.>"],
+      retention: RetentionPolicy.Workqueue,
+      duplicate_window: nanos(2 * 60_000),
+    },
+    {
+      ...base,
+      name: STREAM.replies,
+      subjects: ["mg.reply.>"],
+      retention: RetentionPolicy.Limits,
+      max_age: nanos(7 * DAY_MS),
+      duplicate_window: nanos(2 * 60_000),
+    },
+    { ...base, name: STREAM.events, subjects: ["mg.event.>"], max_age: nanos(7 * DAY_MS) },
+    { ...base, name: STREAM.notify, subjects: ["mg.notify.>"], max_age: nanos(7 * DAY_MS) },
+    { ...base, name: STREAM.alerts, subjects: ["mg.alert.>"], max_age: nanos(30 * DAY_MS) },
+    { ...base, name: STREAM.deadletter, subjects: ["mg.dlq.>"], max_age: nanos(30 * DAY_MS) },
+  ];
+}
+
+/** Creates every stream and bucket the bus needs; existing ones are kept as they are. */
+export async function ensureInfrastructure(bus: BusConnection, replicas: number): Promise<void> {
+  for (const config of streamConfigs(replicas)) {
+    await ensureStream(bus.jsm, config);
+  }
+  for (const name of [BUCKET.agencies, BUCKET.services, BUCKET.schemas]) {
+    await bus.kvm.create(name, { replicas, history: 5 });
+  }
+  await bus.kvm.create(BUCKET.brokers, { replicas, history: 1, ttl: 15_000 });
+}
+
+async function ensureStream(jsm: JetStreamManager, config: StreamSpec): Promise<void> {
+  try {
+    await jsm.streams.info(config.name);
+  } catch {
+    await jsm.streams.add(config);
+  }
+}
+
+export async function openBuckets(bus: BusConnection) {
+  const open = (name: string): Promise<KV> => bus.kvm.open(name);
+  return {
+    agencies: await open(BUCKET.agencies),
+    services: await open(BUCKET.services),
+    schemas: await open(BUCKET.schemas),
+    brokers: await open(BUCKET.brokers),
+  };
+}
+
+export type Buckets = Awaited<ReturnType<typeof openBuckets>>;

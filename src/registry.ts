@@ -1,0 +1,153 @@
+import type { KV } from "@nats-io/kv";
+import { decodeValue, encodeValue } from "./envelope.ts";
+import { ErrorCode, MagistralError } from "./errors.ts";
+import { assertToken } from "./ids.ts";
+
+export type AgencyRole = "consumer" | "provider" | "subscriber" | "operator";
+
+export interface Agency {
+  id: string;
+  name: string;
+  roles: AgencyRole[];
+  contact?: string;
+  registeredAt: number;
+  updatedAt: number;
+}
+
+export type ServiceStatus = "active" | "suspended" | "retired";
+
+/** Retry policy of a service. Every duration is in milliseconds. */
+export interface RetryPolicy {
+  /** Delivery attempts before the message is dead-lettered. */
+  attempts: number;
+  firstDelayMs: number;
+  factor: number;
+  maxDelayMs: number;
+  /** Fraction of each delay randomised, 0..1. */
+  jitter: number;
+  /** Lifetime of a message when the consumer asks for none. */
+  lifetimeMs: number;
+  /** The longest lifetime a consumer may ask for. */
+  maxLifetimeMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = {
+  attempts: 10,
+  firstDelayMs: 1_000,
+  factor: 2,
+  maxDelayMs: 60_000,
+  jitter: 0.2,
+  lifetimeMs: 24 * 3600_000,
+  maxLifetimeMs: 7 * 24 * 3600_000,
+};
+
+/** Software and hardware of the adapter that serves a service, as declared by its owner. */
+export interface AdapterMetadata {
+  software?: { name?: string; version?: string; vendor?: string; platform?: string };
+  hardware?: { host?: string; cpu?: string; memoryMb?: number; os?: string; location?: string };
+}
+
+/** What the registry knows of a request schema; the files themselves live in the schemas bucket. */
+export interface SchemaRef {
+  kind: "xsd" | "json";
+  /** XSD only: target namespace and root element, used to route unnamed XML requests. */
+  namespace?: string;
+  rootElement?: string;
+  /** Revision of the schema entry, so caches can tell a changed schema. */
+  revision: number;
+}
+
+export interface ServiceDef {
+  id: string;
+  version: string;
+  owner: string;
+  description: string;
+  status: ServiceStatus;
+  schema?: SchemaRef;
+  /** Time a single provider call may take. */
+  callTimeoutMs: number;
+  /** Calls in flight at once per broker node (bulkhead). */
+  concurrency: number;
+  maxPayloadBytes: number;
+  retry: RetryPolicy;
+  adapter: AdapterMetadata;
+  registeredAt: number;
+  updatedAt: number;
+}
+
+export const SERVICE_DEFAULTS = {
+  version: "1.0.0",
+  description: "",
+  status: "active" as ServiceStatus,
+  callTimeoutMs: 10_000,
+  concurrency: 64,
+  maxPayloadBytes: 512 * 1024,
+};
+
+/** A schema as stored: the main file and every file it imports, by relative path. */
+export type SchemaBundle =
+  | { kind: "xsd"; main: string; files: Record<string, string> }
+  | { kind: "json"; schema: Record<string, unknown> };
+
+export class RegistryStore {
+  constructor(
+    readonly agencies: KV,
+    readonly services: KV,
+    readonly schemas: KV,
+  ) {}
+
+  async getAgency(id: string): Promise<Agency | undefined> {
+    return readEntry<Agency>(this.agencies, id);
+  }
+
+  async putAgency(agency: Agency): Promise<void> {
+    assertToken(agency.id, "agency id");
+    await this.agencies.put(agency.id, encodeValue(agency));
+  }
+
+  async listAgencies(): Promise<Agency[]> {
+    return listEntries<Agency>(this.agencies);
+  }
+
+  async getService(id: string): Promise<ServiceDef | undefined> {
+    return readEntry<ServiceDef>(this.services, id);
+  }
+
+  async putService(def: ServiceDef): Promise<void> {
+    assertToken(def.id, "service id");
+    await this.services.put(def.id, encodeValue(def));
+  }
+
+  async listServices(): Promise<ServiceDef[]> {
+    return listEntries<ServiceDef>(this.services);
+  }
+
+  async getSchema(serviceId: string): Promise<SchemaBundle | undefined> {
+    return readEntry<SchemaBundle>(this.schemas, serviceId);
+  }
+
+  /** Stores a schema bundle and returns its revision. */
+  async putSchema(serviceId: string, bundle: SchemaBundle): Promise<number> {
+    const bytes = encodeValue(bundle);
+    if (bytes.length > 900 * 1024) {
+      throw new MagistralError(ErrorCode.BAD_REQUEST, "schema bundle larger than 900 KiB");
+    }
+    return this.schemas.put(serviceId, bytes);
+  }
+}
+
+async function readEntry<T>(kv: KV, key: string): Promise<T | undefined> {
+  const entry = await kv.get(key);
+  if (entry?.operation !== "PUT" || entry.value.length === 0) return undefined;
+  return decodeValue(entry.value) as T;
+}
+
+async function listEntries<T>(kv: KV): Promise<T[]> {
+  const out: T[] = [];
+  const keys = await kv.keys();
+  for await (const key of keys) {
+    const value = await readEntry<T>(kv, key);
+    if (value) out.push(value);
+  }
+  return out;
+}

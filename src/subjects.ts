@@ -1,0 +1,51 @@
+/**
+ * Subjects, streams, consumers and buckets of the bus. Every name the bus
+ * uses on NATS is built here and nowhere else.
+ */
+export const STREAM = {
+  queue: "MG_QUEUE",
+  replies: "MG_REPLIES",
+  events: "MG_EVENTS",
+  notify: "MG_NOTIFY",
+  alerts: "MG_ALERTS",
+  deadletter: "MG_DEADLETTER",
+} as const;
+
+export const BUCKET = {
+  agencies: "mg_agencies",
+  services: "mg_services",
+  schemas: "mg_schemas",
+  brokers: "mg_brokers",
+} as const;
+
+/** Queue group of broker nodes answering the agency and admin APIs. */
+export const BROKER_QUEUE_GROUP = "mg_brokers";
+
+export const subject = {
+  api: (agency: string, op: string) => `mg.api.${agency}.${op}`,
+  apiWildcard: (op: string) => `mg.api.*.${op}`,
+  queue: (service: string) => `mg.queue.${service}`,
+  call: (service: string) => `mg.call.${service}`,
+  reply: (agency: string) => `mg.reply.${agency}`,
+  events: (category: string, node: string) => `mg.event.${category}.${node}`,
+  notify: (agency: string) => `mg.notify.${agency}`,
+  alert: (severity: string, service: string) => `mg.alert.${severity}.${service}`,
+  deadletter: (service: string) => `mg.dlq.${service}`,
+  admin: (op: string) => `mg.admin.${op}`,
+  inboxPrefix: (agency: string) => `_INBOX.${agency}`,
+} as const;
+
+export const consumerName = {
+  service: (service: string) => `svc_${service}`,
+  replies: (agency: string) => `reply_${agency}`,
+  journal: (node: string) => `journal_${node}`,
+} as const;
+
+/** Queue group in which all adapters of one provider answer calls for a service. */
+export const providerQueueGroup = (service: string) => `provider_${service}`;
+
+/** The agency token of `mg.api.<agency>.<op>`, or undefined. */
+export function agencyOfApiSubject(subj: string): string | undefined {
+  const parts = subj.split(".");
+  return parts.length === 4 && parts[0] === "mg" && parts[1] === "api" ? parts[2] : undefined;
+}
