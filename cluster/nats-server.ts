@@ -14,6 +14,11 @@ export interface NatsServerSpec {
   extraConfig?: string;
   /** Where the rendered config is written; defaults to `<storeDir>/../<name>.conf`. */
   configFile?: string;
+  /**
+   * Runs the server in its own process group, so a Ctrl-C meant for the
+   * parent does not stop it before the parent has shut down in order.
+   */
+  detached?: boolean;
 }
 
 export interface RunningNatsServer {
@@ -74,7 +79,10 @@ export async function startNatsServer(spec: NatsServerSpec): Promise<RunningNats
   const configFile = spec.configFile ?? path.join(path.dirname(spec.storeDir), `${spec.name}.conf`);
   writeFileSync(configFile, renderServerConfig({ ...spec, port }));
 
-  const child = spawn(bin, ["-c", configFile], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(bin, ["-c", configFile], {
+    stdio: ["ignore", "ignore", "pipe"],
+    detached: spec.detached ?? false,
+  });
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
