@@ -13,7 +13,12 @@ export type MessageEventType =
   | "failed"
   | "expired"
   | "deadlettered"
-  | "replayed";
+  | "replayed"
+  /** A registry, policy or agency change, journaled with who made it and what it was before. */
+  | "changed";
+
+/** What a `changed` event is about. */
+export type ChangedEntity = "service" | "agency" | "policy";
 
 /** One step of one message, as journaled. */
 export interface MessageEvent {
@@ -34,6 +39,18 @@ export interface MessageEvent {
   /** Provider call time for delivered; accepted-to-responded time for responded. */
   latencyMs?: number;
   test?: boolean;
+  /** accepted: the request content, kept only as the service's journal retention allows. */
+  payload?: Uint8Array;
+  contentType?: string;
+  headers?: Record<string, string>;
+  /** accepted: the payload was larger than the journal keeps and was left out. */
+  payloadOmitted?: boolean;
+  /** changed: the kind and id of what changed, who changed it, and its value before and after. */
+  entity?: ChangedEntity;
+  key?: string;
+  who?: string;
+  before?: unknown;
+  after?: unknown;
 }
 
 export interface EventSinkOptions {
@@ -41,7 +58,12 @@ export interface EventSinkOptions {
   maxBatch?: number;
   /** Longest an event waits in the buffer. */
   flushMs?: number;
+  /** Estimated bytes per published batch; kept under the server's max_payload of 1 MiB. */
+  maxBatchBytes?: number;
 }
+
+/** What an event costs in a batch besides its payload: a generous bound on its other fields. */
+const EVENT_OVERHEAD_BYTES = 1024;
 
 /**
  * Buffers journal events and publishes them to EVENTS in batches, so a
@@ -50,12 +72,15 @@ export interface EventSinkOptions {
  */
 export class EventSink {
   private buffer: MessageEvent[] = [];
+  private bufferBytes = 0;
+  private readonly taps: ((event: MessageEvent) => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
   private batchSeq = 0;
   private readonly boot = Date.now().toString(36);
   private inFlight = new Set<Promise<void>>();
   private readonly maxBatch: number;
   private readonly flushMs: number;
+  private readonly maxBatchBytes: number;
 
   constructor(
     private readonly js: JetStreamClient,
@@ -65,11 +90,22 @@ export class EventSink {
   ) {
     this.maxBatch = opts.maxBatch ?? 256;
     this.flushMs = opts.flushMs ?? 20;
+    this.maxBatchBytes = opts.maxBatchBytes ?? 768 * 1024;
+  }
+
+  /** Calls `listener` with every event emitted on this node (metrics); it must not throw. */
+  tap(listener: (event: MessageEvent) => void): void {
+    this.taps.push(listener);
   }
 
   emit(event: Omit<MessageEvent, "at" | "node">): void {
-    this.buffer.push({ ...event, at: Date.now(), node: this.node });
-    if (this.buffer.length >= this.maxBatch) this.flush();
+    const full = { ...event, at: Date.now(), node: this.node };
+    const bytes = EVENT_OVERHEAD_BYTES + (event.payload?.length ?? 0);
+    if (this.bufferBytes + bytes > this.maxBatchBytes) this.flush();
+    this.buffer.push(full);
+    this.bufferBytes += bytes;
+    for (const listener of this.taps) listener(full);
+    if (this.buffer.length >= this.maxBatch || this.bufferBytes >= this.maxBatchBytes) this.flush();
     else if (!this.timer) {
       this.timer = setTimeout(() => this.flush(), this.flushMs);
       this.timer.unref();
@@ -82,6 +118,7 @@ export class EventSink {
     if (this.buffer.length === 0) return;
     const batch = this.buffer;
     this.buffer = [];
+    this.bufferBytes = 0;
     const msgID = `${this.node}-${this.boot}-${++this.batchSeq}`;
     const p = this.publish(batch, msgID).finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
