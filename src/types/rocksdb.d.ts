@@ -19,6 +19,8 @@ declare module "@nxtedition/rocksdb" {
     open(): Promise<void>;
     close(): Promise<void>;
     get(key: string): Promise<Uint8Array>;
+    /** Values in the order of `keys`; undefined where a key is missing. */
+    getMany(keys: string[]): Promise<(Uint8Array | undefined)[]>;
     put(key: string, value: Uint8Array): Promise<void>;
     del(key: string): Promise<void>;
     batch(ops: BatchOp[]): Promise<void>;
