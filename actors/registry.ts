@@ -4,12 +4,13 @@ import { KvFollower } from "../src/kv-follower.ts";
 import type { NodeContext } from "../src/node-context.ts";
 import type { Agency, RegistryStore, ServiceDef } from "../src/registry.ts";
 import type { RegistryView } from "../src/registry-view.ts";
-import { type ServiceHealth, type ServiceMsg, spawnService } from "./service.ts";
+import type { LaneHealth } from "./lane.ts";
+import { type ServiceMsg, spawnService } from "./service.ts";
 
 export type RegistryMsg =
   | { type: "servicePut"; def: ServiceDef }
   | { type: "serviceRemoved"; id: string }
-  | { type: "health"; replyTo: Ref<ServiceHealth[]> };
+  | { type: "health"; replyTo: Ref<LaneHealth[]> };
 
 interface RegistryState {
   services: Map<string, Ref<ServiceMsg>>;
@@ -99,11 +100,11 @@ function onServiceRemoved(state: RegistryState, view: RegistryView, id: string):
   return state;
 }
 
-function collectHealth(state: RegistryState, replyTo: Ref<ServiceHealth[]>) {
+function collectHealth(state: RegistryState, replyTo: Ref<LaneHealth[]>) {
   const asks = [...state.services.values()].map((service) =>
     query(
       service,
-      (tempRef: Ref<ServiceHealth>) => ({ type: "health" as const, replyTo: tempRef }),
+      (tempRef: Ref<LaneHealth>) => ({ type: "health" as const, replyTo: tempRef }),
       HEALTH_QUERY_MS,
     ).catch(() => undefined),
   );

@@ -1,4 +1,4 @@
-import { AckPolicy, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
+import type { JsMsg } from "@nats-io/jetstream";
 import { dispatch, type Ref, spawn } from "nact";
 import {
   type CallOutcome,
@@ -12,93 +12,78 @@ import { ErrorCode, type WireError } from "../src/errors.ts";
 import type { Logger } from "../src/logger.ts";
 import { Mailbox } from "../src/mailbox.ts";
 import type { NodeContext } from "../src/node-context.ts";
-import type { ServiceDef } from "../src/registry.ts";
-import { consumerName, STREAM, subject } from "../src/subjects.ts";
-
-/** Margin added to the call timeout for the consumer's ack wait. */
-const ACK_MARGIN_MS = 30_000;
+import { providersOf, type ServiceDef } from "../src/registry.ts";
+import { lane as laneNames, STREAM } from "../src/subjects.ts";
+import type { AlertInput } from "./alerts.ts";
+import {
+  applyAllowance,
+  attemptOf,
+  type Lane,
+  type LaneHealth,
+  laneConsumerConfig,
+  newLane,
+  refreshHealth,
+  trackLatency,
+} from "./lane.ts";
 
 export type ServiceMsg =
   | { type: "update"; def: ServiceDef }
-  | { type: "delivery"; msg: JsMsg }
-  | { type: "settled"; msg: JsMsg; env: Envelope; attempt: number; outcome: CallOutcome }
-  | { type: "deadLettered"; msg: JsMsg; env: Envelope; error: WireError; attempt: number }
-  | { type: "deadLetterFailed"; msg: JsMsg; err: unknown }
-  | { type: "health"; replyTo: Ref<ServiceHealth> };
+  | { type: "delivery"; provider: string; msg: JsMsg }
+  | {
+      type: "settled";
+      provider: string;
+      msg: JsMsg;
+      env: Envelope;
+      attempt: number;
+      outcome: CallOutcome;
+    }
+  | {
+      type: "deadLettered";
+      provider: string;
+      msg: JsMsg;
+      env: Envelope;
+      error: WireError;
+      attempt: number;
+    }
+  | { type: "deadLetterFailed"; provider: string; msg: JsMsg; err: unknown }
+  | { type: "halfOpen"; provider: string }
+  | { type: "health"; replyTo: Ref<LaneHealth[]> };
 
-export interface ServiceHealth {
-  service: string;
-  node: string;
-  inFlight: number;
-  lastSuccessAt?: number;
-  lastFailureAt?: number;
-  lastError?: WireError;
-  delivered: number;
-  failed: number;
-}
+type Of<T extends ServiceMsg["type"]> = Extract<ServiceMsg, { type: T }>;
 
 interface ServiceState {
   def: ServiceDef;
-  mailbox: Mailbox;
   log: Logger;
-  inFlight: number;
-  health: ServiceHealth;
+  lanes: Map<string, Lane>;
 }
 
-export function serviceConsumerConfig(def: ServiceDef) {
-  return {
-    filter_subject: subject.queue(def.id),
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-    ack_wait: (def.callTimeoutMs + ACK_MARGIN_MS) * 1_000_000,
-    max_deliver: -1,
-    max_ack_pending: 10_000,
-  };
-}
+/** Codes that count against the provider's circuit; bus-side failures do not. */
+const PROVIDER_FAILURES: ReadonlySet<string> = new Set([
+  ErrorCode.NO_PROVIDER,
+  ErrorCode.PROVIDER_TIMEOUT,
+  ErrorCode.PROVIDER_FAULT,
+]);
 
 /**
- * Spawns the actor that owns one service on this node: its mailbox (the
- * durable consumer shared by every broker node), its calls in flight and
+ * Spawns the actor that owns one service on this node: one lane per
+ * provider (its mailbox, circuit breaker, health), the calls in flight and
  * their retries. Handlers never await: calls run as promises that report
  * back to the actor as messages.
  */
 export function spawnService(parent: Ref<unknown>, ctx: NodeContext, initial: ServiceDef) {
   const log = ctx.log.child({ component: "service", service: initial.id });
-  const mailboxKey = `service/${initial.id}`;
   return spawn(
     parent,
     (state: ServiceState, msg: ServiceMsg, actx) => handle(ctx, state, msg, actx.self),
     `service-${initial.id}`,
     {
       initialStateFunc: (actx) => {
-        // A reset after a crash builds a fresh state: stop the old mailbox first,
-        // so one node never pulls the same consumer twice.
-        ctx.mailboxes
-          .get(mailboxKey)
-          ?.stop()
-          .catch(() => {});
-        const state = {
-          def: initial,
-          log,
-          inFlight: 0,
-          health: { service: initial.id, node: ctx.nodeId, inFlight: 0, delivered: 0, failed: 0 },
-        } as ServiceState;
-        state.mailbox = new Mailbox(ctx.bus.js, ctx.bus.jsm, {
-          stream: STREAM.queue,
-          durable: consumerName.service(initial.id),
-          config: () => serviceConsumerConfig(state.def),
-          onMessage: (msg) => dispatch(actx.self, { type: "delivery", msg }),
-          log,
-        });
-        ctx.mailboxes.set(mailboxKey, state.mailbox);
-        state.mailbox.release(initial.concurrency);
-        if (initial.status !== "active") state.mailbox.pause();
-        state.mailbox.start();
+        const state: ServiceState = { def: initial, log, lanes: new Map() };
+        syncLanes(ctx, state, actx.self);
         return state;
       },
       afterStop: (state: ServiceState) => {
-        if (ctx.mailboxes.get(mailboxKey) === state.mailbox) ctx.mailboxes.delete(mailboxKey);
-        state.mailbox.stop().catch(() => {});
+        for (const lane of state.lanes.values()) closeLane(ctx, state, lane);
       },
       onCrash: (_msg, err, sctx) => {
         log.error({ err }, "service actor crashed, resetting");
@@ -109,36 +94,109 @@ export function spawnService(parent: Ref<unknown>, ctx: NodeContext, initial: Se
 }
 
 function handle(ctx: NodeContext, state: ServiceState, msg: ServiceMsg, self: Ref<ServiceMsg>) {
+  const lane = "provider" in msg ? state.lanes.get(msg.provider) : undefined;
   switch (msg.type) {
     case "update":
-      return onUpdate(state, msg.def);
-    case "delivery":
-      return onDelivery(ctx, state, msg.msg, self);
-    case "settled":
-      return onSettled(ctx, state, msg, self);
-    case "deadLettered":
-      return onDeadLettered(ctx, state, msg);
-    case "deadLetterFailed":
-      state.log.error({ err: msg.err }, "dead letter not stored, message left for redelivery");
-      return finish(state);
+      state.def = msg.def;
+      syncLanes(ctx, state, self);
+      return state;
     case "health":
-      dispatch(msg.replyTo, { ...state.health, inFlight: state.inFlight });
+      dispatch(
+        msg.replyTo,
+        [...state.lanes.values()].map((l) => ({ ...l.health })),
+      );
       return state;
   }
-}
-
-function onUpdate(state: ServiceState, def: ServiceDef): ServiceState {
-  const extra = def.concurrency - state.def.concurrency;
-  state.def = def;
-  if (extra > 0) state.mailbox.release(extra);
-  if (def.status === "active") state.mailbox.resume();
-  else state.mailbox.pause();
-  state.mailbox.ensureConsumer().catch((err) => state.log.warn({ err }, "consumer not updated"));
+  if (!lane) return state;
+  switch (msg.type) {
+    case "delivery":
+      onDelivery(ctx, state, lane, msg.msg, self);
+      break;
+    case "settled":
+      onSettled(ctx, state, lane, msg, self);
+      break;
+    case "deadLettered":
+      onDeadLettered(ctx, state, lane, msg);
+      break;
+    case "deadLetterFailed":
+      state.log.error({ err: msg.err }, "dead letter not stored, message left for redelivery");
+      msg.msg.nak(1_000);
+      finish(lane);
+      break;
+    case "halfOpen":
+      onHalfOpen(ctx, state, lane);
+      break;
+  }
   return state;
 }
 
-function onDelivery(ctx: NodeContext, state: ServiceState, msg: JsMsg, self: Ref<ServiceMsg>) {
-  state.inFlight++;
+/** Opens a lane per provider the service has now, and closes lanes of providers it lost. */
+function syncLanes(ctx: NodeContext, state: ServiceState, self: Ref<ServiceMsg>) {
+  const { def } = state;
+  const wanted = new Set(providersOf(def));
+  for (const [provider, lane] of state.lanes) {
+    if (!wanted.has(provider)) {
+      closeLane(ctx, state, lane);
+      state.lanes.delete(provider);
+    }
+  }
+  for (const provider of wanted) {
+    let lane = state.lanes.get(provider);
+    if (!lane) {
+      lane = openLane(ctx, state, provider, self);
+      state.lanes.set(provider, lane);
+    } else {
+      lane.breaker.setPolicy(def.circuit);
+      lane.mailbox.ensureConsumer().catch((err) => state.log.warn({ err }, "consumer not updated"));
+    }
+    applyAllowance(lane, def);
+  }
+}
+
+function openLane(
+  ctx: NodeContext,
+  state: ServiceState,
+  provider: string,
+  self: Ref<ServiceMsg>,
+): Lane {
+  const key = mailboxKey(state.def, provider);
+  // A reset after a crash builds a fresh state: stop the old mailbox first,
+  // so one node never pulls the same consumer twice.
+  ctx.mailboxes
+    .get(key)
+    ?.stop()
+    .catch(() => {});
+  const mailbox = new Mailbox(ctx.bus.js, ctx.bus.jsm, {
+    stream: STREAM.queue,
+    durable: laneNames(state.def.id, provider, state.def.broadcast).durable,
+    config: () => laneConsumerConfig(state.def, provider),
+    onMessage: (msg) => dispatch(self, { type: "delivery", provider, msg }),
+    log: state.log.child({ provider }),
+  });
+  ctx.mailboxes.set(key, mailbox);
+  mailbox.start();
+  return newLane(state.def, provider, ctx.nodeId, mailbox);
+}
+
+function closeLane(ctx: NodeContext, state: ServiceState, lane: Lane) {
+  clearTimeout(lane.halfOpenTimer);
+  const key = mailboxKey(state.def, lane.provider);
+  if (ctx.mailboxes.get(key) === lane.mailbox) ctx.mailboxes.delete(key);
+  lane.mailbox.stop().catch(() => {});
+}
+
+function mailboxKey(def: ServiceDef, provider: string) {
+  return `service/${def.id}/${provider}`;
+}
+
+function onDelivery(
+  ctx: NodeContext,
+  state: ServiceState,
+  lane: Lane,
+  msg: JsMsg,
+  self: Ref<ServiceMsg>,
+) {
+  lane.health.inFlight++;
   let env: Envelope;
   try {
     env = decodeEnvelope(msg.data);
@@ -146,54 +204,58 @@ function onDelivery(ctx: NodeContext, state: ServiceState, msg: JsMsg, self: Ref
     // Only the bus writes QUEUE, so this is corruption: keep the bytes for an operator.
     state.log.error({ err, seq: msg.seq }, "undecodable message in queue, terminated");
     msg.term();
-    return finish(state);
+    return finish(lane);
   }
-  const attempt = msg.info.deliveryCount;
+  const attempt = attemptOf(msg);
   const { def } = state;
-
   if (Date.now() >= expiresAt(env, def.retry)) {
     const error = {
       code: ErrorCode.EXPIRED,
       message: "lifetime ended before delivery",
       retryable: false,
     };
-    startDeadLetter(ctx, state, msg, env, error, attempt - 1, self);
-    return state;
+    return startDeadLetter(ctx, state, lane, msg, env, error, attempt - 1, self);
   }
-
+  if (lane.breaker.state === "open") {
+    // Pulled just as the circuit opened: put it back until the probe.
+    msg.nak(Math.max(0, lane.breaker.openedAt + def.circuit.openMs - Date.now()));
+    return finish(lane);
+  }
   ctx.events.emit({
     type: "attempt",
     id: env.id,
     service: def.id,
     agency: env.sender,
+    provider: lane.provider,
     attempt,
     test: env.test,
   });
-  callAndReply(ctx, def, env, attempt).then((outcome) =>
-    dispatch(self, { type: "settled", msg, env, attempt, outcome }),
+  callAndReply(ctx, def, lane.provider, env, attempt).then((outcome) =>
+    dispatch(self, { type: "settled", provider: lane.provider, msg, env, attempt, outcome }),
   );
-  return state;
 }
 
 function onSettled(
   ctx: NodeContext,
   state: ServiceState,
-  { msg, env, attempt, outcome }: Extract<ServiceMsg, { type: "settled" }>,
+  lane: Lane,
+  m: Of<"settled">,
   self: Ref<ServiceMsg>,
 ) {
-  const { def, health } = state;
+  const { def } = state;
+  const { msg, env, attempt, outcome } = m;
   const base = {
     id: env.id,
     service: def.id,
     agency: env.sender,
-    provider: def.owner,
+    provider: lane.provider,
     attempt,
     test: env.test,
   };
   if (outcome.ok) {
     msg.ack();
-    health.delivered++;
-    health.lastSuccessAt = Date.now();
+    lane.health.delivered++;
+    lane.health.lastSuccessAt = Date.now();
     ctx.events.emit({ ...base, type: "delivered", latencyMs: Math.round(outcome.callMs) });
     ctx.events.emit({
       ...base,
@@ -201,24 +263,37 @@ function onSettled(
       bytes: outcome.responseBytes,
       latencyMs: sinceAccepted(msg),
     });
-    return finish(state);
+    const latency = trackLatency(lane, def, outcome.callMs);
+    if (latency)
+      ctx.alert({
+        type: "transition",
+        topic: "latency",
+        state: lane.slow ? "slow" : "ok",
+        alert: latency,
+      });
+    recordOutcome(ctx, state, lane, true, self);
+    return finish(lane);
   }
 
-  health.failed++;
-  health.lastFailureAt = Date.now();
-  health.lastError = outcome.error;
+  lane.health.failed++;
+  lane.health.lastFailureAt = Date.now();
+  lane.health.lastError = outcome.error;
+  if (PROVIDER_FAILURES.has(outcome.error.code)) recordOutcome(ctx, state, lane, false, self);
+
+  const delayMs = retryDelayMs(def.retry, attempt);
+  const attemptsLeft = attempt < def.retry.attempts;
+  const nextAt = Date.now() + delayMs;
+  const willRetry = attemptsLeft && nextAt < expiresAt(env, def.retry);
   ctx.events.emit({
     ...base,
     type: "failed",
     code: outcome.error.code,
     cause: outcome.error.message,
+    ...(willRetry ? { nextAt } : {}),
   });
-
-  const delayMs = retryDelayMs(def.retry, attempt);
-  const attemptsLeft = attempt < def.retry.attempts;
-  if (attemptsLeft && Date.now() + delayMs < expiresAt(env, def.retry)) {
+  if (willRetry) {
     msg.nak(delayMs);
-    return finish(state);
+    return finish(lane);
   }
   const reason = attemptsLeft
     ? {
@@ -231,58 +306,142 @@ function onSettled(
         message: `attempts spent; last: ${outcome.error.message}`,
         retryable: false,
       };
-  startDeadLetter(ctx, state, msg, env, reason, attempt, self);
-  return state;
+  startDeadLetter(ctx, state, lane, msg, env, reason, attempt, self);
+}
+
+/** Feeds the circuit breaker and acts on what changed. */
+function recordOutcome(
+  ctx: NodeContext,
+  state: ServiceState,
+  lane: Lane,
+  ok: boolean,
+  self: Ref<ServiceMsg>,
+) {
+  const transition = ok ? lane.breaker.recordSuccess() : lane.breaker.recordFailure();
+  if (transition) onCircuitTransition(ctx, state, lane, transition.from, transition.to, self);
+  refreshHealth(lane);
+}
+
+function onCircuitTransition(
+  ctx: NodeContext,
+  state: ServiceState,
+  lane: Lane,
+  from: string,
+  to: string,
+  self: Ref<ServiceMsg>,
+) {
+  const { def } = state;
+  const base = {
+    service: def.id,
+    provider: lane.provider,
+    detail: { from, to, lastError: lane.health.lastError },
+  };
+  state.log.warn({ provider: lane.provider, from, to }, "circuit changed");
+  if (to === "open") {
+    const probeFailed = from === "half-open";
+    if (probeFailed && !lane.down) {
+      lane.down = true;
+      raise(ctx, "health", "down", {
+        ...base,
+        kind: "service_down",
+        severity: "critical",
+        message: "provider does not answer",
+      });
+    }
+    if (!probeFailed)
+      raise(ctx, "circuit", "open", {
+        ...base,
+        kind: "circuit_opened",
+        severity: "warning",
+        message: "circuit opened",
+      });
+    clearTimeout(lane.halfOpenTimer);
+    lane.halfOpenTimer = setTimeout(
+      () => dispatch(self, { type: "halfOpen", provider: lane.provider }),
+      def.circuit.openMs,
+    );
+    lane.halfOpenTimer.unref();
+  }
+  if (to === "closed") {
+    raise(ctx, "circuit", "closed", {
+      ...base,
+      kind: "circuit_closed",
+      severity: "info",
+      message: "circuit closed",
+    });
+    if (lane.down) {
+      lane.down = false;
+      raise(ctx, "health", "up", {
+        ...base,
+        kind: "service_recovered",
+        severity: "info",
+        message: "provider answers again",
+      });
+    }
+  }
+  applyAllowance(lane, def);
+}
+
+function raise(ctx: NodeContext, topic: string, state: string, alert: AlertInput) {
+  ctx.alert({ type: "transition", topic, state, alert });
+}
+
+function onHalfOpen(ctx: NodeContext, state: ServiceState, lane: Lane) {
+  if (lane.breaker.halfOpen()) {
+    state.log.info({ provider: lane.provider }, "circuit half-open, probing");
+    refreshHealth(lane);
+    applyAllowance(lane, state.def);
+  }
 }
 
 function startDeadLetter(
   ctx: NodeContext,
   state: ServiceState,
+  lane: Lane,
   msg: JsMsg,
   env: Envelope,
   error: WireError,
   attempt: number,
   self: Ref<ServiceMsg>,
 ) {
-  deadLetter(ctx, state.def, env, error, attempt).then(
-    () => dispatch(self, { type: "deadLettered", msg, env, error, attempt }),
-    (err) => dispatch(self, { type: "deadLetterFailed", msg, err }),
+  const provider = lane.provider;
+  deadLetter(ctx, state.def, provider, env, error, attempt).then(
+    () => dispatch(self, { type: "deadLettered", provider, msg, env, error, attempt }),
+    (err) => dispatch(self, { type: "deadLetterFailed", provider, msg, err }),
   );
 }
 
-function onDeadLettered(
-  ctx: NodeContext,
-  state: ServiceState,
-  m: Extract<ServiceMsg, { type: "deadLettered" }>,
-) {
+function onDeadLettered(ctx: NodeContext, state: ServiceState, lane: Lane, m: Of<"deadLettered">) {
   m.msg.ack();
-  const type = m.error.code === ErrorCode.EXPIRED ? "expired" : "deadlettered";
-  ctx.events.emit({
-    type,
+  const { def } = state;
+  const base = {
     id: m.env.id,
-    service: state.def.id,
+    service: def.id,
     agency: m.env.sender,
-    attempt: m.attempt,
-    code: m.error.code,
-    cause: m.error.message,
+    provider: lane.provider,
     test: m.env.test,
+  };
+  const detail = { code: m.error.code, cause: m.error.message };
+  if (m.error.code === ErrorCode.EXPIRED)
+    ctx.events.emit({ ...base, ...detail, type: "expired", attempt: m.attempt });
+  ctx.events.emit({ ...base, ...detail, type: "deadlettered", attempt: m.attempt });
+  ctx.alert({
+    type: "event",
+    alert: {
+      kind: "message_deadlettered",
+      severity: "warning",
+      service: def.id,
+      provider: lane.provider,
+      message: "message dead-lettered",
+      detail: { id: m.env.id, consumer: m.env.sender, attempts: m.attempt, ...detail },
+    },
   });
-  if (type === "expired") {
-    ctx.events.emit({
-      type: "deadlettered",
-      id: m.env.id,
-      service: state.def.id,
-      agency: m.env.sender,
-      code: m.error.code,
-    });
-  }
-  return finish(state);
+  finish(lane);
 }
 
-function finish(state: ServiceState): ServiceState {
-  state.inFlight--;
-  state.mailbox.release(1);
-  return state;
+function finish(lane: Lane) {
+  lane.health.inFlight = Math.max(0, lane.health.inFlight - 1);
+  lane.mailbox.release();
 }
 
 /** Milliseconds from the message's arrival in QUEUE until now. */

@@ -1,6 +1,7 @@
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { respond } from "./api.ts";
 import { decodeValue } from "./envelope.ts";
+import { DEFAULT_CIRCUIT } from "./circuit-breaker.ts";
 import { ErrorCode, MagistralError, toMagistralError } from "./errors.ts";
 import { assertToken, isMessageId } from "./ids.ts";
 import type { NodeContext } from "./node-context.ts";
@@ -138,15 +139,29 @@ export class AdminApi {
       id,
       owner,
       retry: { ...DEFAULT_RETRY, ...before?.retry, ...input.retry },
+      circuit: { ...DEFAULT_CIRCUIT, ...before?.circuit, ...input.circuit },
       adapter: input.adapter ?? before?.adapter ?? {},
       schema: before?.schema,
       registeredAt: before?.registeredAt ?? now,
       updatedAt: now,
     };
     checkNumbers(def);
+    this.checkProviders(def);
     if (body.schema) def.schema = await this.putSchema(id, body.schema as SchemaInput);
     await this.deps.store.putService(def);
     return def;
+  }
+
+  private checkProviders(def: ServiceDef) {
+    if (!def.broadcast) return;
+    if (!Array.isArray(def.providers) || def.providers.length === 0) {
+      throw new MagistralError(ErrorCode.BAD_REQUEST, "a broadcast service needs providers");
+    }
+    for (const p of def.providers) {
+      if (!this.deps.view.agency(assertToken(p, "provider"))) {
+        throw new MagistralError(ErrorCode.BAD_REQUEST, `provider agency ${p} is not registered`);
+      }
+    }
   }
 
   private async putSchema(id: string, input: SchemaInput): Promise<ServiceDef["schema"]> {

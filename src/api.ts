@@ -1,15 +1,24 @@
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import type { Msg, Subscription } from "@nats-io/transport-node";
-import { decodeEnvelope, type Envelope, encodeEnvelope, encodeValue } from "./envelope.ts";
+import {
+  decodeEnvelope,
+  decodeValue,
+  type Envelope,
+  encodeEnvelope,
+  encodeValue,
+} from "./envelope.ts";
 import { ErrorCode, MagistralError, toMagistralError } from "./errors.ts";
-import { newMessageId } from "./ids.ts";
+import { isMessageId, newMessageId } from "./ids.ts";
+import type { JournalStore } from "./journal-store.ts";
+import { statusOf } from "./message-status.ts";
 import type { NodeContext } from "./node-context.ts";
-import type { ServiceDef } from "./registry.ts";
+import { providersOf, type ServiceDef } from "./registry.ts";
 import type { RegistryView } from "./registry-view.ts";
 import {
   agencyOfApiSubject,
   BROKER_QUEUE_GROUP,
   consumerName,
+  lane,
   STREAM,
   subject,
 } from "./subjects.ts";
@@ -33,6 +42,7 @@ export class AgencyApi {
   constructor(
     private readonly ctx: NodeContext,
     private readonly view: RegistryView,
+    private readonly journal: JournalStore,
   ) {}
 
   start(): void {
@@ -44,6 +54,10 @@ export class AgencyApi {
         callback: (_e, m) => this.onSubmit(m),
       }),
       nc.subscribe(subject.apiWildcard("open"), { ...opts, callback: (_e, m) => this.onOpen(m) }),
+      nc.subscribe(subject.apiWildcard("status"), {
+        ...opts,
+        callback: (_e, m) => this.onStatus(m),
+      }),
     );
   }
 
@@ -74,6 +88,8 @@ export class AgencyApi {
       if (!this.view.agency(agency)) {
         throw new MagistralError(ErrorCode.ACCESS_DENIED, `agency ${agency} is not registered`);
       }
+      const earlier = await this.earlierOutcome(agency, env.id);
+      if (earlier) return earlier;
       def = this.view.resolve(env.service, env.payload);
       await this.check(def, env);
       return await this.persist(agency, def, env);
@@ -92,6 +108,21 @@ export class AgencyApi {
       if (error.code === ErrorCode.INTERNAL) this.ctx.log.error({ err, agency }, "submit failed");
       return { ok: false, id: env?.id, error: error.toWire() };
     }
+  }
+
+  /**
+   * The first outcome of a message id already accepted, read from this node's
+   * journal: a repeated submit never makes a second delivery, even after the
+   * stream's de-duplication window has passed.
+   */
+  private async earlierOutcome(agency: string, id: string): Promise<SubmitReply | undefined> {
+    const records = await this.journal.trace(id);
+    const accepted = records.find((r) => r.event.type === "accepted")?.event;
+    if (!accepted) return undefined;
+    if (accepted.agency !== agency) {
+      throw new MagistralError(ErrorCode.DUPLICATE_ID, "message id already in use, choose another");
+    }
+    return { ok: true, id, service: accepted.service!, duplicate: true };
   }
 
   private async check(def: ServiceDef, env: Envelope): Promise<void> {
@@ -117,12 +148,18 @@ export class AgencyApi {
   private async persist(agency: string, def: ServiceDef, env: Envelope): Promise<SubmitReply> {
     const stored: Envelope = { ...env, service: def.id, sender: agency };
     delete stored.attempt;
+    const data = encodeEnvelope(stored);
     let duplicate: boolean;
     try {
-      const ack = await this.ctx.bus.js.publish(subject.queue(def.id), encodeEnvelope(stored), {
-        msgID: env.id,
-      });
-      duplicate = ack.duplicate;
+      // A broadcast request is stored once per provider, each with its own retries.
+      const acks = await Promise.all(
+        providersOf(def).map((provider) =>
+          this.ctx.bus.js.publish(lane(def.id, provider, def.broadcast).queue, data, {
+            msgID: def.broadcast ? `${env.id}:${provider}` : env.id,
+          }),
+        ),
+      );
+      duplicate = acks.every((ack) => ack.duplicate);
     } catch (err) {
       throw new MagistralError(ErrorCode.UNAVAILABLE, "request not persisted, send it again", {
         cause: err,
@@ -140,6 +177,30 @@ export class AgencyApi {
       });
     }
     return { ok: true, id: env.id, service: def.id, duplicate };
+  }
+
+  /** `status`: where one of the agency's own messages is, from the journal. */
+  private onStatus(m: Msg): void {
+    const agency = agencyOfApiSubject(m.subject)!;
+    const run = async () => {
+      const body = decodeValue(m.data) as { id?: unknown };
+      if (!isMessageId(body?.id))
+        throw new MagistralError(ErrorCode.BAD_REQUEST, "id must be a message id");
+      const records = await this.journal.trace(body.id);
+      const status = statusOf(
+        body.id,
+        records.map((r) => r.event),
+      );
+      // Another agency's message is reported as unknown, so ids leak nothing.
+      if (!status || status.agency !== agency) {
+        throw new MagistralError(ErrorCode.NOT_FOUND, `no message ${body.id} of ${agency}`);
+      }
+      return status;
+    };
+    run().then(
+      (status) => respond(m, { ok: true, status }),
+      (err) => respond(m, { ok: false, error: toMagistralError(err).toWire() }),
+    );
   }
 
   /** `open`: makes sure the agency's durable consumer on REPLIES exists. */

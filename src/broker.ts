@@ -1,9 +1,10 @@
 import path from "node:path";
 import type { ConnectionOptions } from "@nats-io/transport-node";
-import { query, type Ref, start, stop } from "nact";
+import { dispatch, query, type Ref, start, stop } from "nact";
+import { type AlertsMsg, spawnAlerts } from "../actors/alerts.ts";
 import { type JournalMsg, spawnJournal } from "../actors/journal.ts";
+import type { LaneHealth } from "../actors/lane.ts";
 import { type RegistryMsg, spawnRegistry } from "../actors/registry.ts";
-import type { ServiceHealth } from "../actors/service.ts";
 import { AdminApi } from "./admin-api.ts";
 import { AgencyApi, ensureReplyConsumer } from "./api.ts";
 import { encodeValue } from "./envelope.ts";
@@ -25,6 +26,8 @@ export interface BrokerOptions {
   dataDir: string;
   replicas?: number;
   log?: Logger;
+  /** Operator alerts are also POSTed here as JSON. */
+  alertWebhookUrl?: string;
 }
 
 const HEARTBEAT_MS = 5_000;
@@ -70,10 +73,15 @@ export class BrokerNode {
     const registryStore = new RegistryStore(buckets.agencies, buckets.services, buckets.schemas);
     this.store = await JournalStore.open(path.join(this.opts.dataDir, "journal", this.nodeId));
     const events = new EventSink(bus.js, this.nodeId, log.child({ component: "events" }));
-    this.ctx = { nodeId: this.nodeId, bus, events, log, mailboxes: new Map() };
+    let alerts: Ref<AlertsMsg> | undefined;
+    const alert = (msg: AlertsMsg) => {
+      if (alerts) dispatch(alerts, msg);
+    };
+    this.ctx = { nodeId: this.nodeId, bus, events, log, mailboxes: new Map(), alert };
     this.view = new RegistryView(registryStore);
 
     this.system = start();
+    alerts = spawnAlerts(this.system, this.ctx, buckets.alerts, this.opts.alertWebhookUrl);
     const { registry, followers } = spawnRegistry(this.system, this.ctx, registryStore, this.view);
     this.registry = registry;
     this.followers = followers;
@@ -81,7 +89,7 @@ export class BrokerNode {
     await Promise.all(followers.map((f) => f.start()));
 
     await Promise.all(this.view.listAgencies().map((a) => ensureReplyConsumer(this.ctx, a.id)));
-    this.api = new AgencyApi(this.ctx, this.view);
+    this.api = new AgencyApi(this.ctx, this.view, this.store);
     this.api.start();
     this.admin = new AdminApi(this.ctx, {
       store: registryStore,
@@ -115,7 +123,7 @@ export class BrokerNode {
   }
 
   /** Health of every service actor on this node. */
-  health(): Promise<ServiceHealth[]> {
+  health(): Promise<LaneHealth[]> {
     return query(
       this.registry,
       (replyTo) => ({ type: "health" as const, replyTo }),

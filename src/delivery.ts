@@ -6,9 +6,19 @@ import {
 } from "@nats-io/transport-node";
 import { decodeEnvelope, type Envelope, encodeEnvelope } from "./envelope.ts";
 import { ErrorCode, MagistralError, type WireError } from "./errors.ts";
+import { newMessageId } from "./ids.ts";
 import type { NodeContext } from "./node-context.ts";
 import type { RetryPolicy, ServiceDef } from "./registry.ts";
-import { subject } from "./subjects.ts";
+import { lane, subject } from "./subjects.ts";
+
+/** Headers of a DEADLETTER message: why it is there and where it was going. */
+export const DLQ_HEADER = {
+  reason: "Mg-Reason",
+  message: "Mg-Reason-Message",
+  attempts: "Mg-Attempts",
+  provider: "Mg-Provider",
+  node: "Mg-Node",
+} as const;
 
 export type CallOutcome =
   | { ok: true; callMs: number; responseBytes: number }
@@ -26,9 +36,16 @@ export function expiresAt(env: Envelope, policy: RetryPolicy): number {
   return env.createdAt + Math.min(env.ttlMs ?? policy.lifetimeMs, policy.maxLifetimeMs);
 }
 
-/** The key under which a consumer receives the answer to one request, from one provider. */
-export function replyDedupId(requestId: string, provider: string): string {
-  return `${requestId}:reply:${provider}`;
+/** Header a replayed request carries: how many times it was replayed from DEADLETTER. */
+export const REPLAY_HEADER = "mg-replay";
+
+/**
+ * The key under which a consumer receives the answer to one request from
+ * one provider: the same whoever answers how often, so REPLIES stores one;
+ * a replay from DEADLETTER starts a new generation and may answer again.
+ */
+export function replyDedupId(env: Envelope, provider: string): string {
+  return `${env.id}:reply:${provider}:${env.headers?.[REPLAY_HEADER] ?? "0"}`;
 }
 
 /**
@@ -39,6 +56,7 @@ export function replyDedupId(requestId: string, provider: string): string {
 export async function callAndReply(
   ctx: NodeContext,
   def: ServiceDef,
+  provider: string,
   env: Envelope,
   attempt: number,
 ): Promise<CallOutcome> {
@@ -46,7 +64,7 @@ export async function callAndReply(
   let answer: Envelope;
   try {
     const call = encodeEnvelope({ ...env, attempt });
-    const reply = await ctx.bus.nc.request(subject.call(def.id), call, {
+    const reply = await ctx.bus.nc.request(lane(def.id, provider, def.broadcast).call, call, {
       timeout: def.callTimeoutMs,
     });
     answer = decodeEnvelope(reply.data);
@@ -67,15 +85,15 @@ export async function callAndReply(
     ...answer,
     kind: "response",
     service: def.id,
-    sender: def.owner,
-    provider: def.owner,
+    sender: provider,
+    provider,
     correlationId: env.id,
     test: env.test,
   };
   const data = encodeEnvelope(response);
   try {
     await ctx.bus.js.publish(subject.reply(env.sender!), data, {
-      msgID: replyDedupId(env.id, def.owner),
+      msgID: replyDedupId(env, provider),
     });
   } catch (err) {
     return {
@@ -95,25 +113,28 @@ export async function callAndReply(
 export async function deadLetter(
   ctx: NodeContext,
   def: ServiceDef,
+  provider: string,
   env: Envelope,
   error: WireError,
   attempts: number,
 ): Promise<void> {
   const h = natsHeaders();
-  h.set("Mg-Reason", error.code);
-  h.set("Mg-Attempts", String(attempts));
-  h.set("Mg-Node", ctx.nodeId);
+  h.set(DLQ_HEADER.reason, error.code);
+  h.set(DLQ_HEADER.message, error.message.slice(0, 500));
+  h.set(DLQ_HEADER.attempts, String(attempts));
+  h.set(DLQ_HEADER.provider, provider);
+  h.set(DLQ_HEADER.node, ctx.nodeId);
   await ctx.bus.js.publish(subject.deadletter(def.id), encodeEnvelope(env), {
-    msgID: `${env.id}:dlq:${def.owner}:${Date.now()}`,
+    msgID: `${replyDedupId(env, provider)}:dlq`,
     headers: h,
   });
   const status: Envelope = {
     v: env.v,
-    id: `${env.id}-status`,
+    id: newMessageId(),
     kind: "status",
     service: def.id,
-    sender: def.owner,
-    provider: def.owner,
+    sender: provider,
+    provider,
     correlationId: env.id,
     createdAt: Date.now(),
     payload: new Uint8Array(0),
@@ -121,7 +142,7 @@ export async function deadLetter(
     test: env.test,
   };
   await ctx.bus.js.publish(subject.reply(env.sender!), encodeEnvelope(status), {
-    msgID: replyDedupId(env.id, def.owner),
+    msgID: replyDedupId(env, provider),
   });
 }
 

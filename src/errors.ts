@@ -17,6 +17,8 @@ export const ErrorCode = {
   ACCESS_DENIED: "ACCESS_DENIED",
   /** The message's lifetime ended before it could be delivered. */
   EXPIRED: "EXPIRED",
+  /** The message id is already taken by another agency's message. */
+  DUPLICATE_ID: "DUPLICATE_ID",
   /** An admin or status query named something that does not exist. */
   NOT_FOUND: "NOT_FOUND",
   /** An admin command carried invalid arguments. */

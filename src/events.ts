@@ -38,6 +38,8 @@ export interface MessageEvent {
   bytes?: number;
   /** Provider call time for delivered; accepted-to-responded time for responded. */
   latencyMs?: number;
+  /** On failed: when the next attempt is due, if there is one. */
+  nextAt?: number;
   test?: boolean;
   /** accepted: the request content, kept only as the service's journal retention allows. */
   payload?: Uint8Array;

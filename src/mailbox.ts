@@ -16,17 +16,21 @@ export interface MailboxOptions {
 }
 
 /**
- * Pulls a durable consumer only as far as its owner has credit: the owner
- * grants one credit per free slot and returns it when the work is done, so
- * no more messages are delivered to this node than it can work on. A paused
- * mailbox issues no pulls, and waiting messages stay in the stream.
+ * Pulls a durable consumer only as far as its owner has room: at most
+ * `limit` messages are out at once (handed over and not yet released, or
+ * asked for), so no more messages are delivered to this node than it can
+ * work on. At limit 0 no pulls are made and waiting messages stay in the
+ * stream.
  *
  * A consumer that vanished (a known nats-server 2.9 fault on leader change)
  * or stopped sending heartbeats is recreated and the pulling resumes.
  */
 export class Mailbox {
-  private credits = 0;
-  private paused = false;
+  private limit = 0;
+  /** Messages handed to the owner and not yet released. */
+  private outstanding = 0;
+  /** Messages asked for by the pull in progress and not yet received. */
+  private reserved = 0;
   private stopped = false;
   private wake: (() => void) | undefined;
   private current: { stop(): void } | undefined;
@@ -56,19 +60,24 @@ export class Mailbox {
     await this.run();
   }
 
-  /** Makes `n` more messages welcome. */
-  release(n = 1): void {
-    this.credits += n;
+  /**
+   * Sets how many messages may be out at once. Lowering it below what the
+   * pull in progress asked for ends that pull.
+   */
+  setLimit(limit: number): void {
+    this.limit = Math.max(0, limit);
+    if (this.outstanding + this.reserved > this.limit && this.reserved > 0) this.current?.stop();
     this.kick();
   }
 
-  pause(): void {
-    this.paused = true;
+  /** The owner is done with one message it was handed. */
+  release(): void {
+    this.outstanding = Math.max(0, this.outstanding - 1);
+    this.kick();
   }
 
-  resume(): void {
-    this.paused = false;
-    this.kick();
+  private get room(): number {
+    return this.limit - this.outstanding - this.reserved;
   }
 
   async stop(): Promise<void> {
@@ -95,8 +104,8 @@ export class Mailbox {
     wake?.();
   }
 
-  private async waitForCredit(): Promise<void> {
-    while (!this.stopped && (this.paused || this.credits <= 0)) {
+  private async waitForRoom(): Promise<void> {
+    while (!this.stopped && this.room <= 0) {
       await new Promise<void>((resolve) => {
         this.wake = resolve;
       });
@@ -106,29 +115,29 @@ export class Mailbox {
   private async run(): Promise<void> {
     let failures = 0;
     while (!this.stopped) {
-      await this.waitForCredit();
+      await this.waitForRoom();
       if (this.stopped) return;
-      const reserved = this.credits;
-      this.credits = 0;
-      let received = 0;
+      this.reserved = this.room;
       try {
         const consumer = await this.js.consumers.get(this.opts.stream, this.opts.durable);
         const batch = await consumer.fetch({
-          max_messages: reserved,
+          max_messages: this.reserved,
           expires: this.opts.pullExpiresMs ?? 30_000,
         });
         this.current = batch;
         for await (const msg of batch) {
-          received++;
+          this.reserved = Math.max(0, this.reserved - 1);
+          this.outstanding++;
           this.opts.onMessage(msg);
         }
         failures = 0;
       } catch (err) {
         failures++;
+        this.reserved = 0;
         await this.recover(err, failures);
       } finally {
         this.current = undefined;
-        this.credits += reserved - received;
+        this.reserved = 0;
       }
     }
   }

@@ -48,7 +48,8 @@ export function streamConfigs(replicas: number): StreamSpec[] {
       name: STREAM.queue,
       subjects: ["mg.queue.>"],
       retention: RetentionPolicy.Workqueue,
-      duplicate_window: nanos(2 * 60_000),
+      // Longer than any ack wait, so a publish retried after a lost ack is still caught.
+      duplicate_window: nanos(10 * 60_000),
     },
     {
       ...base,
@@ -56,7 +57,8 @@ export function streamConfigs(replicas: number): StreamSpec[] {
       subjects: ["mg.reply.>"],
       retention: RetentionPolicy.Limits,
       max_age: nanos(7 * DAY_MS),
-      duplicate_window: nanos(2 * 60_000),
+      // The answer to one request is stored once even if the provider answered twice.
+      duplicate_window: nanos(10 * 60_000),
     },
     { ...base, name: STREAM.events, subjects: ["mg.event.>"], max_age: nanos(7 * DAY_MS) },
     { ...base, name: STREAM.notify, subjects: ["mg.notify.>"], max_age: nanos(7 * DAY_MS) },
@@ -74,6 +76,7 @@ export async function ensureInfrastructure(bus: BusConnection, replicas: number)
     await bus.kvm.create(name, { replicas, history: 5 });
   }
   await bus.kvm.create(BUCKET.brokers, { replicas, history: 1, ttl: 15_000 });
+  await bus.kvm.create(BUCKET.alerts, { replicas, history: 1 });
 }
 
 async function ensureStream(jsm: JetStreamManager, config: StreamSpec): Promise<void> {
@@ -91,6 +94,7 @@ export async function openBuckets(bus: BusConnection) {
     services: await open(BUCKET.services),
     schemas: await open(BUCKET.schemas),
     brokers: await open(BUCKET.brokers),
+    alerts: await open(BUCKET.alerts),
   };
 }
 

@@ -1,3 +1,4 @@
+import type { AlertsMsg } from "../actors/alerts.ts";
 import type { EventSink } from "./events.ts";
 import type { Logger } from "./logger.ts";
 import type { Mailbox } from "./mailbox.ts";
@@ -11,4 +12,6 @@ export interface NodeContext {
   log: Logger;
   /** Every running mailbox of this node, by owner (e.g. `service/<id>`), stopped at shutdown. */
   mailboxes: Map<string, Mailbox>;
+  /** Hands a transition or happening to the alerts actor. */
+  alert: (msg: AlertsMsg) => void;
 }

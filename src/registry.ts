@@ -1,4 +1,5 @@
 import type { KV } from "@nats-io/kv";
+import { type CircuitPolicy, DEFAULT_CIRCUIT } from "./circuit-breaker.ts";
 import { decodeValue, encodeValue } from "./envelope.ts";
 import { ErrorCode, MagistralError } from "./errors.ts";
 import { assertToken } from "./ids.ts";
@@ -70,6 +71,15 @@ export interface ServiceDef {
   concurrency: number;
   maxPayloadBytes: number;
   retry: RetryPolicy;
+  circuit: CircuitPolicy;
+  /** Provider call time above which the operator is alerted. */
+  latencyBudgetMs: number;
+  /**
+   * A broadcast service is served by several provider agencies: each request
+   * is delivered, with its own retries, to every one of `providers`.
+   */
+  broadcast: boolean;
+  providers: string[];
   adapter: AdapterMetadata;
   registeredAt: number;
   updatedAt: number;
@@ -82,7 +92,16 @@ export const SERVICE_DEFAULTS = {
   callTimeoutMs: 10_000,
   concurrency: 64,
   maxPayloadBytes: 512 * 1024,
+  latencyBudgetMs: 5_000,
+  broadcast: false,
+  providers: [] as string[],
+  circuit: DEFAULT_CIRCUIT,
 };
+
+/** The provider agencies a request to `def` is delivered to. */
+export function providersOf(def: ServiceDef): string[] {
+  return def.broadcast ? def.providers : [def.owner];
+}
 
 /** A schema as stored: the main file and every file it imports, by relative path. */
 export type SchemaBundle =

@@ -16,6 +16,8 @@ export const BUCKET = {
   services: "mg_services",
   schemas: "mg_schemas",
   brokers: "mg_brokers",
+  /** Last alerted state per service and topic, shared so one transition alerts once. */
+  alerts: "mg_alerts",
 } as const;
 
 /** Queue group of broker nodes answering the agency and admin APIs. */
@@ -40,6 +42,20 @@ export const consumerName = {
   replies: (agency: string) => `reply_${agency}`,
   journal: (node: string) => `journal_${node}`,
 } as const;
+
+/**
+ * Where one provider's share of a service's requests waits and is called:
+ * a plain service has one lane (its owner); a broadcast service one per provider.
+ */
+export function lane(service: string, provider: string, broadcast: boolean) {
+  return broadcast
+    ? {
+        queue: `mg.queue.${service}.${provider}`,
+        call: `mg.call.${service}.${provider}`,
+        durable: `svc_${service}__${provider}`,
+      }
+    : { queue: `mg.queue.${service}`, call: `mg.call.${service}`, durable: `svc_${service}` };
+}
 
 /** Queue group in which all adapters of one provider answer calls for a service. */
 export const providerQueueGroup = (service: string) => `provider_${service}`;

@@ -1,0 +1,171 @@
+import type { KV } from "@nats-io/kv";
+import { dispatch, type Ref, spawn } from "nact";
+import { decodeValue, encodeValue } from "../src/envelope.ts";
+import { newMessageId } from "../src/ids.ts";
+import type { NodeContext } from "../src/node-context.ts";
+import { subject } from "../src/subjects.ts";
+import { Webhook } from "../src/webhook.ts";
+
+export type AlertSeverity = "info" | "warning" | "critical";
+
+export type AlertKind =
+  | "circuit_opened"
+  | "circuit_closed"
+  | "service_down"
+  | "service_recovered"
+  | "message_deadlettered"
+  | "latency_over_budget"
+  | "latency_recovered"
+  | "broker_node_lost"
+  | "broker_node_back";
+
+/** One operator alert, as published on `mg.alert.<severity>.<service>`. */
+export interface Alert {
+  id: string;
+  kind: AlertKind;
+  severity: AlertSeverity;
+  /** The service, or `_bus` for alerts about the bus itself. */
+  service: string;
+  provider?: string;
+  /** The broker node that raised it. */
+  node: string;
+  at: number;
+  message: string;
+  detail?: Record<string, unknown>;
+}
+
+export type AlertInput = Omit<Alert, "id" | "node" | "at">;
+
+export type AlertsMsg =
+  /** A state change of `topic` (e.g. `health`, `circuit`): alerted once across all nodes. */
+  | { type: "transition"; topic: string; state: string; alert: AlertInput }
+  /** A one-off happening (a dead letter): alerted as it comes, throttled per service. */
+  | { type: "event"; alert: AlertInput }
+  | { type: "published"; alert: Alert };
+
+/** Dead-letter alerts per service per minute before they are only counted. */
+const EVENT_ALERTS_PER_MINUTE = 10;
+
+interface AlertsState {
+  /** Per dedup key, the tail of its CAS chain, so transitions of one key apply in order. */
+  chains: Map<string, Promise<void>>;
+  throttle: Map<string, { minute: number; count: number }>;
+}
+
+/**
+ * Turns health transitions into operator alerts: stream ALERTS, a log line,
+ * and an optional webhook. A transition is alerted by whichever node first
+ * records the new state in the alerts bucket (compare-and-set), so every
+ * transition gives one alert across the cluster.
+ */
+export function spawnAlerts(
+  parent: Ref<unknown>,
+  ctx: NodeContext,
+  bucket: KV,
+  webhookUrl?: string,
+) {
+  const log = ctx.log.child({ component: "alerts" });
+  const webhook = webhookUrl ? new Webhook(webhookUrl, log) : undefined;
+  const publish = (alert: Alert) => {
+    const level =
+      alert.severity === "critical" ? "error" : alert.severity === "warning" ? "warn" : "info";
+    log[level]({ alert }, "operator alert");
+    webhook?.send(alert);
+    ctx.bus.js
+      .publish(subject.alert(alert.severity, alert.service), encodeValue(alert), {
+        msgID: alert.id,
+      })
+      .catch((err) => log.error({ err, alert: alert.id }, "alert not stored in ALERTS"));
+  };
+  const complete = (input: AlertInput): Alert => ({
+    ...input,
+    id: newMessageId(),
+    node: ctx.nodeId,
+    at: Date.now(),
+  });
+
+  return spawn(
+    parent,
+    (state: AlertsState, msg: AlertsMsg, actx) => {
+      switch (msg.type) {
+        case "transition":
+          onTransition(
+            state,
+            bucket,
+            msg,
+            () => dispatch(actx.self, { type: "published", alert: complete(msg.alert) }),
+            log,
+          );
+          break;
+        case "event":
+          if (allowEvent(state, msg.alert.service)) publish(complete(msg.alert));
+          break;
+        case "published":
+          publish(msg.alert);
+          break;
+      }
+      return state;
+    },
+    "alerts",
+    {
+      initialState: { chains: new Map(), throttle: new Map() },
+      onCrash: (_m, err, sctx) => {
+        log.error({ err }, "alerts actor crashed, resuming");
+        return sctx.resume;
+      },
+    },
+  );
+}
+
+function onTransition(
+  state: AlertsState,
+  bucket: KV,
+  msg: Extract<AlertsMsg, { type: "transition" }>,
+  onWon: () => void,
+  log: NodeContext["log"],
+) {
+  const key = `${msg.alert.service}.${msg.alert.provider ?? "_"}.${msg.topic}`;
+  const previous = state.chains.get(key) ?? Promise.resolve();
+  const next = previous
+    .then(() => claimTransition(bucket, key, msg.state))
+    .then((won) => {
+      if (won) onWon();
+    })
+    .catch((err) => log.warn({ err, key }, "alert state not recorded"));
+  state.chains.set(key, next);
+  next.finally(() => {
+    if (state.chains.get(key) === next) state.chains.delete(key);
+  });
+}
+
+/** Records `newState` under `key` unless it is already there; true if this call changed it. */
+async function claimTransition(bucket: KV, key: string, newState: string): Promise<boolean> {
+  for (let tries = 0; tries < 5; tries++) {
+    const entry = await bucket.get(key);
+    const current =
+      entry?.operation === "PUT" && entry.value.length
+        ? (decodeValue(entry.value) as { state: string })
+        : undefined;
+    if (current?.state === newState) return false;
+    const value = encodeValue({ state: newState, at: Date.now() });
+    try {
+      if (entry) await bucket.update(key, value, entry.revision);
+      else await bucket.create(key, value);
+      return true;
+    } catch {
+      // Another node moved the state meanwhile: read it again.
+    }
+  }
+  return false;
+}
+
+function allowEvent(state: AlertsState, service: string): boolean {
+  const minute = Math.floor(Date.now() / 60_000);
+  const t = state.throttle.get(service);
+  if (!t || t.minute !== minute) {
+    state.throttle.set(service, { minute, count: 1 });
+    return true;
+  }
+  t.count++;
+  return t.count <= EVENT_ALERTS_PER_MINUTE;
+}

@@ -1,0 +1,127 @@
+import type { JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
+import { CircuitBreaker, type CircuitState } from "../src/circuit-breaker.ts";
+import type { WireError } from "../src/errors.ts";
+import type { Mailbox } from "../src/mailbox.ts";
+import type { ServiceDef } from "../src/registry.ts";
+import { lane as laneNames } from "../src/subjects.ts";
+import type { AlertInput } from "./alerts.ts";
+
+/** Margin added to the call timeout for the consumer's ack wait. */
+const ACK_MARGIN_MS = 30_000;
+/** Calls whose median time is compared with the latency budget. */
+const LATENCY_SAMPLE = 5;
+
+export type HealthState = "up" | "degraded" | "down";
+
+/** Health of one provider lane of a service on one broker node. */
+export interface LaneHealth {
+  service: string;
+  provider: string;
+  node: string;
+  state: HealthState;
+  circuit: CircuitState;
+  inFlight: number;
+  delivered: number;
+  failed: number;
+  lastSuccessAt?: number;
+  lastFailureAt?: number;
+  lastError?: WireError;
+}
+
+/**
+ * One provider's share of a service on this node: its mailbox (durable
+ * consumer), circuit breaker and health. A plain service has one lane.
+ */
+export interface Lane {
+  provider: string;
+  mailbox: Mailbox;
+  breaker: CircuitBreaker;
+  health: LaneHealth;
+  /** Set once a probe failed after the circuit opened: the provider is down. */
+  down: boolean;
+  slow: boolean;
+  recentCallMs: number[];
+  halfOpenTimer?: NodeJS.Timeout;
+}
+
+export function newLane(def: ServiceDef, provider: string, node: string, mailbox: Mailbox): Lane {
+  return {
+    provider,
+    mailbox,
+    breaker: new CircuitBreaker(def.circuit),
+    health: {
+      service: def.id,
+      provider,
+      node,
+      state: "up",
+      circuit: "closed",
+      inFlight: 0,
+      delivered: 0,
+      failed: 0,
+    },
+    down: false,
+    slow: false,
+    recentCallMs: [],
+  };
+}
+
+export function laneConsumerConfig(def: ServiceDef, provider: string) {
+  return {
+    filter_subject: laneNames(def.id, provider, def.broadcast).queue,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: (def.callTimeoutMs + ACK_MARGIN_MS) * 1_000_000,
+    max_deliver: -1,
+    max_ack_pending: 10_000,
+  };
+}
+
+/** Sets how many calls the lane may have in flight, from its circuit and the service status. */
+export function applyAllowance(lane: Lane, def: ServiceDef): void {
+  const concurrency = def.status === "active" ? def.concurrency : 0;
+  lane.mailbox.setLimit(lane.breaker.allowance(concurrency));
+}
+
+export function refreshHealth(lane: Lane): void {
+  const { breaker, health } = lane;
+  health.circuit = breaker.state;
+  if (breaker.state === "open" && lane.down) health.state = "down";
+  else if (breaker.state !== "closed" || breaker.failureRatio() > 0) health.state = "degraded";
+  else health.state = "up";
+}
+
+/** Records a call time; returns an alert when the lane crosses its latency budget. */
+export function trackLatency(lane: Lane, def: ServiceDef, callMs: number): AlertInput | undefined {
+  lane.recentCallMs.push(callMs);
+  if (lane.recentCallMs.length > LATENCY_SAMPLE) lane.recentCallMs.shift();
+  if (lane.recentCallMs.length < LATENCY_SAMPLE) return undefined;
+  const sorted = [...lane.recentCallMs].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)]!;
+  const slow = median > def.latencyBudgetMs;
+  if (slow === lane.slow) return undefined;
+  lane.slow = slow;
+  const base = {
+    service: def.id,
+    provider: lane.provider,
+    detail: { medianMs: Math.round(median), budgetMs: def.latencyBudgetMs },
+  };
+  return slow
+    ? {
+        ...base,
+        kind: "latency_over_budget",
+        severity: "warning",
+        message: "provider slower than its latency budget",
+      }
+    : {
+        ...base,
+        kind: "latency_recovered",
+        severity: "info",
+        message: "provider back within its latency budget",
+      };
+}
+
+/** The attempt number JetStream counts for this delivery. */
+export function attemptOf(msg: JsMsg): number {
+  return msg.info.deliveryCount;
+}
