@@ -99,7 +99,9 @@ export class RegistryView {
     }
     const current = this.validators.get(def.id);
     if (current?.revision === def.schema.revision) return current.validator;
-    const validator = compileSchema(`${def.id}/${def.schema.revision}`, bundle);
+    const { namespace, rootElement } = def.schema;
+    const root = rootElement ? { namespace: namespace ?? "", rootElement } : undefined;
+    const validator = compileSchema(`${def.id}/${def.schema.revision}`, bundle, root);
     this.dropValidator(def.id);
     this.validators.set(def.id, { revision: def.schema.revision, validator });
     return validator;

@@ -75,12 +75,20 @@ function files(): SchemaFiles {
 const ajv = new Ajv({ allErrors: false, strict: false });
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** Compiles a stored bundle. `key` must be unique per bundle revision. */
-export function compileSchema(key: string, bundle: SchemaBundle): PayloadValidator {
-  return bundle.kind === "xsd" ? compileXsd(key, bundle) : compileJson(bundle.schema);
+/**
+ * Compiles a stored bundle. `key` must be unique per bundle revision. For an
+ * XSD, `root` is the one root element a request may have: an XSD declares
+ * other global elements (the response among them) that would validate too.
+ */
+export function compileSchema(key: string, bundle: SchemaBundle, root?: XmlRoot): PayloadValidator {
+  return bundle.kind === "xsd" ? compileXsd(key, bundle, root) : compileJson(bundle.schema);
 }
 
-function compileXsd(key: string, bundle: Extract<SchemaBundle, { kind: "xsd" }>): PayloadValidator {
+function compileXsd(
+  key: string,
+  bundle: Extract<SchemaBundle, { kind: "xsd" }>,
+  root: XmlRoot | undefined,
+): PayloadValidator {
   const prefix = `${SCHEME}${key}/`;
   const store = files();
   for (const [rel, text] of Object.entries(bundle.files)) {
@@ -104,6 +112,7 @@ function compileXsd(key: string, bundle: Extract<SchemaBundle, { kind: "xsd" }>)
     validate(payload) {
       const doc = parseXml(payload);
       try {
+        if (root) checkRoot(doc, root);
         validator.validate(doc);
       } catch (err) {
         throw new MagistralError(ErrorCode.SCHEMA_INVALID, message(err), { cause: err });
@@ -162,6 +171,17 @@ function parseXml(payload: Uint8Array): XmlDocument {
     throw new MagistralError(ErrorCode.SCHEMA_INVALID, `not well-formed XML: ${message(err)}`, {
       cause: err,
     });
+  }
+}
+
+function checkRoot(doc: XmlDocument, root: XmlRoot): void {
+  const namespace = doc.root.namespaceUri ?? "";
+  const name = localName(doc.root.name);
+  if (namespace !== root.namespace || name !== root.rootElement) {
+    throw new MagistralError(
+      ErrorCode.SCHEMA_INVALID,
+      `root element {${namespace}}${name} is not {${root.namespace}}${root.rootElement}`,
+    );
   }
 }
 
