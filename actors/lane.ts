@@ -43,6 +43,13 @@ export interface Lane {
   slow: boolean;
   recentCallMs: number[];
   halfOpenTimer?: NodeJS.Timeout;
+  /** Calls currently running (half-open lets one through). */
+  calling: number;
+  /**
+   * Deliveries put back without a call (pulled while the circuit was open),
+   * by stream sequence: they do not count as attempts.
+   */
+  skipped: Map<number, number>;
 }
 
 export function newLane(def: ServiceDef, provider: string, node: string, mailbox: Mailbox): Lane {
@@ -63,6 +70,8 @@ export function newLane(def: ServiceDef, provider: string, node: string, mailbox
     down: false,
     slow: false,
     recentCallMs: [],
+    calling: 0,
+    skipped: new Map(),
   };
 }
 
@@ -121,7 +130,31 @@ export function trackLatency(lane: Lane, def: ServiceDef, callMs: number): Alert
       };
 }
 
-/** The attempt number JetStream counts for this delivery. */
-export function attemptOf(msg: JsMsg): number {
-  return msg.info.deliveryCount;
+const MAX_SKIPPED = 10_000;
+
+/**
+ * The attempt number of this delivery: JetStream's delivery count less the
+ * deliveries this node put back without calling the provider.
+ */
+// LIMITATION: the put-back count lives in the node's memory; after a broker
+// restart, a message that was put back while a circuit was open counts those
+// deliveries as attempts, so it may be dead-lettered an attempt or two early.
+export function attemptOf(lane: Lane, msg: JsMsg): number {
+  return Math.max(1, msg.info.deliveryCount - (lane.skipped.get(msg.seq) ?? 0));
+}
+
+/** Puts a delivery back without calling the provider, due again after `delayMs`. */
+export function putBack(lane: Lane, msg: JsMsg, delayMs: number): void {
+  lane.skipped.set(msg.seq, (lane.skipped.get(msg.seq) ?? 0) + 1);
+  if (lane.skipped.size > MAX_SKIPPED) {
+    const oldest = lane.skipped.keys().next().value;
+    if (oldest !== undefined) lane.skipped.delete(oldest);
+  }
+  msg.nak(Math.max(0, delayMs));
+}
+
+/** Whether a delivery may be called now, given the circuit. */
+export function mayCall(lane: Lane): boolean {
+  if (lane.breaker.state === "open") return false;
+  return lane.breaker.state === "closed" || lane.calling === 0;
 }

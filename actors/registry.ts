@@ -104,14 +104,9 @@ function collectHealth(state: RegistryState, replyTo: Ref<LaneHealth[]>) {
   const asks = [...state.services.values()].map((service) =>
     query(
       service,
-      (tempRef: Ref<LaneHealth>) => ({ type: "health" as const, replyTo: tempRef }),
+      (tempRef: Ref<LaneHealth[]>) => ({ type: "health" as const, replyTo: tempRef }),
       HEALTH_QUERY_MS,
-    ).catch(() => undefined),
+    ).catch((): LaneHealth[] => []),
   );
-  Promise.all(asks).then((all) =>
-    dispatch(
-      replyTo,
-      all.filter((h) => h !== undefined),
-    ),
-  );
+  Promise.all(asks).then((all) => dispatch(replyTo, all.flat()));
 }

@@ -14,14 +14,16 @@ import { Mailbox } from "../src/mailbox.ts";
 import type { NodeContext } from "../src/node-context.ts";
 import { providersOf, type ServiceDef } from "../src/registry.ts";
 import { lane as laneNames, STREAM } from "../src/subjects.ts";
-import type { AlertInput } from "./alerts.ts";
+import { type CircuitOwner, halfOpen, recordOutcome } from "./circuit.ts";
 import {
   applyAllowance,
   attemptOf,
   type Lane,
   type LaneHealth,
   laneConsumerConfig,
+  mayCall,
   newLane,
+  putBack,
   refreshHealth,
   trackLatency,
 } from "./lane.ts";
@@ -124,7 +126,7 @@ function handle(ctx: NodeContext, state: ServiceState, msg: ServiceMsg, self: Re
       finish(lane);
       break;
     case "halfOpen":
-      onHalfOpen(ctx, state, lane);
+      halfOpen(circuitOwner(ctx, state, self), lane);
       break;
   }
   return state;
@@ -206,7 +208,7 @@ function onDelivery(
     msg.term();
     return finish(lane);
   }
-  const attempt = attemptOf(msg);
+  const attempt = attemptOf(lane, msg);
   const { def } = state;
   if (Date.now() >= expiresAt(env, def.retry)) {
     const error = {
@@ -216,11 +218,12 @@ function onDelivery(
     };
     return startDeadLetter(ctx, state, lane, msg, env, error, attempt - 1, self);
   }
-  if (lane.breaker.state === "open") {
-    // Pulled just as the circuit opened: put it back until the probe.
-    msg.nak(Math.max(0, lane.breaker.openedAt + def.circuit.openMs - Date.now()));
+  if (!mayCall(lane)) {
+    // Pulled as the circuit opened, or a second call while probing: back until the probe.
+    putBack(lane, msg, lane.breaker.openedAt + def.circuit.openMs - Date.now() + 50);
     return finish(lane);
   }
+  lane.calling++;
   ctx.events.emit({
     type: "attempt",
     id: env.id,
@@ -244,6 +247,7 @@ function onSettled(
 ) {
   const { def } = state;
   const { msg, env, attempt, outcome } = m;
+  lane.calling--;
   const base = {
     id: env.id,
     service: def.id,
@@ -254,6 +258,7 @@ function onSettled(
   };
   if (outcome.ok) {
     msg.ack();
+    lane.skipped.delete(msg.seq);
     lane.health.delivered++;
     lane.health.lastSuccessAt = Date.now();
     ctx.events.emit({ ...base, type: "delivered", latencyMs: Math.round(outcome.callMs) });
@@ -271,14 +276,15 @@ function onSettled(
         state: lane.slow ? "slow" : "ok",
         alert: latency,
       });
-    recordOutcome(ctx, state, lane, true, self);
+    recordOutcome(circuitOwner(ctx, state, self), lane, true);
     return finish(lane);
   }
 
   lane.health.failed++;
   lane.health.lastFailureAt = Date.now();
   lane.health.lastError = outcome.error;
-  if (PROVIDER_FAILURES.has(outcome.error.code)) recordOutcome(ctx, state, lane, false, self);
+  if (PROVIDER_FAILURES.has(outcome.error.code))
+    recordOutcome(circuitOwner(ctx, state, self), lane, false);
 
   const delayMs = retryDelayMs(def.retry, attempt);
   const attemptsLeft = attempt < def.retry.attempts;
@@ -309,89 +315,21 @@ function onSettled(
   startDeadLetter(ctx, state, lane, msg, env, reason, attempt, self);
 }
 
-/** Feeds the circuit breaker and acts on what changed. */
-function recordOutcome(
-  ctx: NodeContext,
-  state: ServiceState,
-  lane: Lane,
-  ok: boolean,
-  self: Ref<ServiceMsg>,
-) {
-  const transition = ok ? lane.breaker.recordSuccess() : lane.breaker.recordFailure();
-  if (transition) onCircuitTransition(ctx, state, lane, transition.from, transition.to, self);
-  refreshHealth(lane);
-}
-
-function onCircuitTransition(
-  ctx: NodeContext,
-  state: ServiceState,
-  lane: Lane,
-  from: string,
-  to: string,
-  self: Ref<ServiceMsg>,
-) {
-  const { def } = state;
-  const base = {
-    service: def.id,
-    provider: lane.provider,
-    detail: { from, to, lastError: lane.health.lastError },
+function circuitOwner(ctx: NodeContext, state: ServiceState, self: Ref<ServiceMsg>): CircuitOwner {
+  return {
+    ctx,
+    def: state.def,
+    log: state.log,
+    scheduleHalfOpen(lane, delayMs) {
+      clearTimeout(lane.halfOpenTimer);
+      const provider = lane.provider;
+      lane.halfOpenTimer = setTimeout(
+        () => dispatch(self, { type: "halfOpen", provider }),
+        delayMs,
+      );
+      lane.halfOpenTimer.unref();
+    },
   };
-  state.log.warn({ provider: lane.provider, from, to }, "circuit changed");
-  if (to === "open") {
-    const probeFailed = from === "half-open";
-    if (probeFailed && !lane.down) {
-      lane.down = true;
-      raise(ctx, "health", "down", {
-        ...base,
-        kind: "service_down",
-        severity: "critical",
-        message: "provider does not answer",
-      });
-    }
-    if (!probeFailed)
-      raise(ctx, "circuit", "open", {
-        ...base,
-        kind: "circuit_opened",
-        severity: "warning",
-        message: "circuit opened",
-      });
-    clearTimeout(lane.halfOpenTimer);
-    lane.halfOpenTimer = setTimeout(
-      () => dispatch(self, { type: "halfOpen", provider: lane.provider }),
-      def.circuit.openMs,
-    );
-    lane.halfOpenTimer.unref();
-  }
-  if (to === "closed") {
-    raise(ctx, "circuit", "closed", {
-      ...base,
-      kind: "circuit_closed",
-      severity: "info",
-      message: "circuit closed",
-    });
-    if (lane.down) {
-      lane.down = false;
-      raise(ctx, "health", "up", {
-        ...base,
-        kind: "service_recovered",
-        severity: "info",
-        message: "provider answers again",
-      });
-    }
-  }
-  applyAllowance(lane, def);
-}
-
-function raise(ctx: NodeContext, topic: string, state: string, alert: AlertInput) {
-  ctx.alert({ type: "transition", topic, state, alert });
-}
-
-function onHalfOpen(ctx: NodeContext, state: ServiceState, lane: Lane) {
-  if (lane.breaker.halfOpen()) {
-    state.log.info({ provider: lane.provider }, "circuit half-open, probing");
-    refreshHealth(lane);
-    applyAllowance(lane, state.def);
-  }
 }
 
 function startDeadLetter(
@@ -413,6 +351,7 @@ function startDeadLetter(
 
 function onDeadLettered(ctx: NodeContext, state: ServiceState, lane: Lane, m: Of<"deadLettered">) {
   m.msg.ack();
+  lane.skipped.delete(m.msg.seq);
   const { def } = state;
   const base = {
     id: m.env.id,

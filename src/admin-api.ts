@@ -1,7 +1,9 @@
 import type { Msg, Subscription } from "@nats-io/transport-node";
+import { recentAlerts } from "./alert-log.ts";
 import { respond } from "./api.ts";
-import { decodeValue } from "./envelope.ts";
 import { DEFAULT_CIRCUIT } from "./circuit-breaker.ts";
+import type { DeadLetterFilter, DeadLetters } from "./deadletter.ts";
+import { decodeValue } from "./envelope.ts";
 import { ErrorCode, MagistralError, toMagistralError } from "./errors.ts";
 import { assertToken, isMessageId } from "./ids.ts";
 import type { NodeContext } from "./node-context.ts";
@@ -26,6 +28,7 @@ export interface AdminDeps {
   onAgencyPut: (agency: Agency) => Promise<void>;
   trace: (id: string) => Promise<unknown[]>;
   health: () => Promise<unknown[]>;
+  deadLetters: DeadLetters;
 }
 
 const ROLES: ReadonlySet<string> = new Set(["consumer", "provider", "subscriber", "operator"]);
@@ -51,6 +54,16 @@ export class AdminApi {
       "service.put": (body) => this.putService(body),
       "service.health": () => deps.health(),
       "message.trace": (body) => this.trace(body),
+      "dlq.list": (body) => deps.deadLetters.list(dlqFilter(body)),
+      "dlq.show": (body) => deps.deadLetters.show(Number(body.seq)),
+      "dlq.replay": (body) => deps.deadLetters.replay(dlqFilter(body)),
+      "dlq.purge": (body) => deps.deadLetters.purge(dlqFilter(body)),
+      "alert.list": (body) =>
+        recentAlerts(ctx.bus.jsm, {
+          limit: typeof body.limit === "number" ? body.limit : undefined,
+          service: typeof body.service === "string" ? body.service : undefined,
+          severity: typeof body.severity === "string" ? body.severity : undefined,
+        }),
     };
   }
 
@@ -182,6 +195,15 @@ export class AdminApi {
       throw new MagistralError(ErrorCode.NOT_FOUND, `no journal record of ${body.id}`);
     return records;
   }
+}
+
+function dlqFilter(body: Record<string, unknown>): DeadLetterFilter {
+  return {
+    seq: typeof body.seq === "number" ? body.seq : undefined,
+    service: typeof body.service === "string" ? assertToken(body.service, "service") : undefined,
+    all: body.all === true,
+    limit: typeof body.limit === "number" ? body.limit : undefined,
+  };
 }
 
 type SchemaInput = SchemaBundle & { rootElement?: string; namespace?: string };

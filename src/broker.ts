@@ -7,6 +7,7 @@ import type { LaneHealth } from "../actors/lane.ts";
 import { type RegistryMsg, spawnRegistry } from "../actors/registry.ts";
 import { AdminApi } from "./admin-api.ts";
 import { AgencyApi, ensureReplyConsumer } from "./api.ts";
+import { DeadLetters } from "./deadletter.ts";
 import { encodeValue } from "./envelope.ts";
 import { EventSink } from "./events.ts";
 import { assertToken } from "./ids.ts";
@@ -97,6 +98,7 @@ export class BrokerNode {
       onAgencyPut: (agency) => ensureReplyConsumer(this.ctx, agency.id),
       trace: (id) => this.trace(id),
       health: () => this.health(),
+      deadLetters: new DeadLetters(this.ctx, this.view),
     });
     this.admin.start();
     this.startHeartbeat(buckets.brokers);

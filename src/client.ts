@@ -13,11 +13,13 @@ import {
   decodeValue,
   type Envelope,
   encodeEnvelope,
+  encodeValue,
   PROTOCOL_VERSION,
 } from "./envelope.ts";
 import { ErrorCode, MagistralError, type WireError } from "./errors.ts";
 import { assertToken, newMessageId } from "./ids.ts";
-import { consumerName, providerQueueGroup, STREAM, subject } from "./subjects.ts";
+import type { MessageStatus } from "./message-status.ts";
+import { consumerName, lane, providerQueueGroup, STREAM, subject } from "./subjects.ts";
 
 export interface AgencyClientOptions {
   /** This agency's id, as registered. */
@@ -58,6 +60,7 @@ export class RequestFailedError extends MagistralError {
 }
 
 const encoder = new TextEncoder();
+const SEEN_LIMIT = 10_000;
 
 /**
  * An agency's connection to the bus: submit requests, read responses, and
@@ -70,6 +73,8 @@ export class AgencyClient {
   private readonly waiters: ((reply: Reply) => void)[] = [];
   private replies: ConsumerMessages | undefined;
   private readonly subs: Subscription[] = [];
+  /** Answers already handed over, by request and provider, to drop a redelivered copy. */
+  private readonly seen = new Set<string>();
 
   private constructor(
     readonly nc: NatsConnection,
@@ -203,6 +208,10 @@ export class AgencyClient {
         m.term();
         continue;
       }
+      if (this.alreadySeen(env)) {
+        m.ack();
+        continue;
+      }
       const waiting = env.correlationId ? this.pending.get(env.correlationId) : undefined;
       if (waiting) {
         this.pending.delete(env.correlationId!);
@@ -218,19 +227,54 @@ export class AgencyClient {
   }
 
   /**
+   * The bus stores one answer per request and provider; a copy can still
+   * arrive twice if an ack is lost, so the last answers seen are remembered.
+   */
+  private alreadySeen(env: Envelope): boolean {
+    if (!env.correlationId) return false;
+    const key = `${env.correlationId}/${env.provider ?? ""}/${env.kind}`;
+    if (this.seen.has(key)) return true;
+    this.seen.add(key);
+    if (this.seen.size > SEEN_LIMIT) {
+      const oldest = this.seen.values().next().value;
+      if (oldest !== undefined) this.seen.delete(oldest);
+    }
+    return false;
+  }
+
+  /** Where one of this agency's messages is (GetStatus). */
+  async status(id: string): Promise<MessageStatus> {
+    const msg = await this.nc.request(subject.api(this.agency, "status"), encodeValue({ id }), {
+      timeout: 15_000,
+    });
+    const reply = decodeValue(msg.data) as {
+      ok: boolean;
+      status?: MessageStatus;
+      error?: WireError;
+    };
+    if (!reply.ok) throw new RequestFailedError(reply.error!);
+    return reply.status!;
+  }
+
+  /**
    * Serves calls of a service this agency owns. Adapters of one provider
    * share the calls (queue group). A handler that throws answers with a
    * fault, and the bus retries by the service's policy.
    */
-  provide(service: string, handler: ProviderHandler): Subscription {
-    const sub = this.nc.subscribe(subject.call(assertToken(service, "service")), {
-      queue: providerQueueGroup(service),
-      callback: (_err, msg) => {
-        void this.serve(msg, handler);
-      },
-    });
-    this.subs.push(sub);
-    return sub;
+  provide(service: string, handler: ProviderHandler): Subscription[] {
+    assertToken(service, "service");
+    // A broadcast service calls each provider on its own lane subject.
+    const subjects = [subject.call(service), lane(service, this.agency, true).call];
+    const subs = subjects.map((subj) =>
+      this.nc.subscribe(subj, {
+        queue: providerQueueGroup(service),
+        callback: (_err, msg) => {
+          void this.serve(msg, handler);
+        },
+      }),
+    );
+    this.subs.push(...subs);
+    return subs;
   }
 
   private async serve(msg: Msg, handler: ProviderHandler): Promise<void> {

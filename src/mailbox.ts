@@ -61,12 +61,12 @@ export class Mailbox {
   }
 
   /**
-   * Sets how many messages may be out at once. Lowering it below what the
-   * pull in progress asked for ends that pull.
+   * Sets how many messages may be out at once. A pull already made is not
+   * taken back (nats-server 2.9 cannot cancel one): what it still brings is
+   * handed over, and the owner decides.
    */
   setLimit(limit: number): void {
     this.limit = Math.max(0, limit);
-    if (this.outstanding + this.reserved > this.limit && this.reserved > 0) this.current?.stop();
     this.kick();
   }
 
