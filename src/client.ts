@@ -145,8 +145,9 @@ export class AgencyClient {
   ): Promise<Envelope> {
     await this.openReplies();
     const id = opts.id ?? newMessageId();
+    let timer: NodeJS.Timeout | undefined;
     const answered = new Promise<Envelope>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new MagistralError(ErrorCode.PROVIDER_TIMEOUT, `no answer to ${id} in time`));
       }, opts.timeoutMs ?? 60_000);
@@ -158,6 +159,8 @@ export class AgencyClient {
     try {
       await this.submit(service, payload, { ...opts, id });
     } catch (err) {
+      // A refused request must not leave its timer to reject `answered` later, unhandled.
+      clearTimeout(timer);
       this.pending.delete(id);
       throw err;
     }

@@ -72,7 +72,9 @@ function files(): SchemaFiles {
   return schemaFiles;
 }
 
-const ajv = new Ajv({ allErrors: false, strict: false });
+// addUsedSchema off: a schema with an $id must compile again (registration
+// check, then each node's validator) without clashing with its earlier copy.
+const ajv = new Ajv({ allErrors: false, strict: false, addUsedSchema: false });
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
