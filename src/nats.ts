@@ -72,7 +72,7 @@ export async function ensureInfrastructure(bus: BusConnection, replicas: number)
   for (const config of streamConfigs(replicas)) {
     await ensureStream(bus.jsm, config);
   }
-  for (const name of [BUCKET.agencies, BUCKET.services, BUCKET.schemas]) {
+  for (const name of [BUCKET.agencies, BUCKET.services, BUCKET.schemas, BUCKET.subscriptions]) {
     await bus.kvm.create(name, { replicas, history: 5 });
   }
   await bus.kvm.create(BUCKET.brokers, { replicas, history: 1, ttl: 15_000 });
@@ -94,6 +94,7 @@ export async function openBuckets(bus: BusConnection) {
     services: await open(BUCKET.services),
     schemas: await open(BUCKET.schemas),
     brokers: await open(BUCKET.brokers),
+    subscriptions: await open(BUCKET.subscriptions),
     alerts: await open(BUCKET.alerts),
   };
 }

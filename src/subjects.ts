@@ -16,6 +16,8 @@ export const BUCKET = {
   services: "mg_services",
   schemas: "mg_schemas",
   brokers: "mg_brokers",
+  /** Event subscriptions, one key per agency and subscription id. */
+  subscriptions: "mg_subscriptions",
   /** Last alerted state per service and topic, shared so one transition alerts once. */
   alerts: "mg_alerts",
 } as const;
@@ -41,6 +43,12 @@ export const consumerName = {
   service: (service: string) => `svc_${service}`,
   replies: (agency: string) => `reply_${agency}`,
   journal: (node: string) => `journal_${node}`,
+  stats: (node: string) => `stats_${node}`,
+  /** Shared by every broker node: each EVENTS batch is matched against subscriptions once. */
+  notifier: "notifier",
+  notifierAlerts: "notifier_alerts",
+  /** An agency's own durable consumer on NOTIFY. */
+  notify: (agency: string) => `notify_${agency}`,
 } as const;
 
 /**
