@@ -7,8 +7,14 @@ import type { ServiceDef } from "../src/registry.ts";
 import { lane as laneNames } from "../src/subjects.ts";
 import type { AlertInput } from "./alerts.ts";
 
-/** Margin added to the call timeout for the consumer's ack wait. */
-const ACK_MARGIN_MS = 30_000;
+/**
+ * Ack wait of a lane's consumer: room for the call and for storing its
+ * answer. A delivery unanswered for this long (its node died) goes to
+ * another node.
+ */
+export function ackWaitMs(def: ServiceDef): number {
+  return 2 * def.callTimeoutMs + 5_000;
+}
 /** Calls whose median time is compared with the latency budget. */
 const LATENCY_SAMPLE = 5;
 
@@ -80,7 +86,7 @@ export function laneConsumerConfig(def: ServiceDef, provider: string) {
     filter_subject: laneNames(def.id, provider, def.broadcast).queue,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    ack_wait: (def.callTimeoutMs + ACK_MARGIN_MS) * 1_000_000,
+    ack_wait: ackWaitMs(def) * 1_000_000,
     max_deliver: -1,
     max_ack_pending: 10_000,
   };
