@@ -1,0 +1,108 @@
+import { errors } from "@nats-io/transport-node";
+import type { Command } from "commander";
+import { AdminClient } from "../../src/admin-client.ts";
+import { loadConfig } from "../../src/config.ts";
+import { readRuntime } from "../../src/embedded.ts";
+import { ErrorCode, MagistralError, toMagistralError } from "../../src/errors.ts";
+import { printJson } from "./output.ts";
+
+/** The options every command takes, set on the program. */
+export interface GlobalOptions {
+  server?: string;
+  json?: boolean;
+  user?: string;
+  password?: string;
+  timeoutMs: number;
+}
+
+/**
+ * What a command module gets besides the program: the bus (connected on
+ * first use) and the way to print a result.
+ */
+export interface AdminContext {
+  options(): GlobalOptions;
+  /** The NATS URL(s) the script talks to. */
+  server(): string;
+  /**
+   * Calls one admin operation of the bus.
+   * @throws MagistralError with the bus's code, or UNAVAILABLE when the bus cannot be reached
+   */
+  call<T = unknown>(op: string, body?: Record<string, unknown>): Promise<T>;
+  /** Prints `value` as JSON under `--json`, else the text `human` renders. */
+  print<T>(value: T, human: (value: T) => string): void;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_SERVER = "nats://127.0.0.1:4222";
+
+/**
+ * Where to find the bus when `--server` is not given: the runtime file of an
+ * embedded bus under the data dir, then MAGISTRAL_NATS, then the default port.
+ */
+export function defaultServer(env: NodeJS.ProcessEnv = process.env): string {
+  const config = loadConfig(env);
+  const running = readRuntime(config.dataDir);
+  if (running) return running.servers.join(",");
+  if (config.servers.length > 0) return config.servers.join(",");
+  return DEFAULT_SERVER;
+}
+
+export function createContext(program: Command): AdminContext {
+  let client: Promise<AdminClient> | undefined;
+  const options = () => program.opts<GlobalOptions>();
+  const server = () => options().server ?? defaultServer();
+
+  const connect = async (): Promise<AdminClient> => {
+    const { user, password } = options();
+    try {
+      return await AdminClient.connect({
+        servers: server().split(","),
+        user,
+        pass: password,
+        maxReconnectAttempts: 0,
+      });
+    } catch (err) {
+      throw new MagistralError(ErrorCode.UNAVAILABLE, `cannot connect to ${server()}`, {
+        cause: err,
+      });
+    }
+  };
+
+  return {
+    options,
+    server,
+    async call<T>(op: string, body: Record<string, unknown> = {}) {
+      client ??= connect();
+      const admin = await client;
+      try {
+        return await admin.call<T>(op, body, options().timeoutMs);
+      } catch (err) {
+        throw busError(err, server());
+      }
+    },
+    print(value, human) {
+      if (options().json) printJson(value);
+      else process.stdout.write(`${human(value)}\n`);
+    },
+    async close() {
+      const admin = await client?.catch(() => undefined);
+      await admin?.close();
+    },
+  };
+}
+
+/** Maps transport failures of a request to the bus's codes. */
+function busError(err: unknown, server: string): MagistralError {
+  if (err instanceof MagistralError) return err;
+  if (err instanceof errors.RequestError && err.isNoResponders()) {
+    return new MagistralError(ErrorCode.UNAVAILABLE, `no broker node answers at ${server}`, {
+      cause: err,
+    });
+  }
+  if (err instanceof errors.TimeoutError || err instanceof errors.RequestError) {
+    return new MagistralError(ErrorCode.UNAVAILABLE, `no answer from the bus at ${server}`, {
+      cause: err,
+    });
+  }
+  return toMagistralError(err);
+}

@@ -1,0 +1,34 @@
+import type { Command } from "commander";
+import type { LaneHealth } from "../../actors/lane.ts";
+import type { AdminContext } from "./context.ts";
+import { formatTime, table } from "./output.ts";
+
+/** `health`. */
+export function register(program: Command, ctx: AdminContext): void {
+  program
+    .command("health")
+    .description("health of every service's provider lanes, as seen by the node that answers")
+    .action(async () => {
+      const health = await ctx.call<LaneHealth[]>("service.health");
+      health.sort(
+        (a, b) => a.service.localeCompare(b.service) || a.provider.localeCompare(b.provider),
+      );
+      ctx.print(health, healthTable);
+    });
+}
+
+function healthTable(rows: LaneHealth[]): string {
+  return table(
+    ["SERVICE", "PROVIDER", "STATE", "CIRCUIT", "IN FLIGHT", "DELIVERED", "FAILED", "LAST ERROR"],
+    rows.map((h) => [
+      h.service,
+      h.provider,
+      h.state,
+      h.circuit,
+      h.inFlight,
+      h.delivered,
+      h.failed,
+      h.lastError && `${h.lastError.code} at ${formatTime(h.lastFailureAt)}`,
+    ]),
+  );
+}

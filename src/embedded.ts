@@ -1,0 +1,102 @@
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { type RunningNatsServer, startNatsServer } from "../cluster/nats-server.ts";
+import { type NodeConfig, runtimeFile } from "./config.ts";
+import { componentLogger } from "./logger.ts";
+
+/** What `<dataDir>/runtime.json` holds while an embedded bus runs. */
+export interface RuntimeInfo {
+  /** Client URLs of the embedded nats-server. */
+  servers: string[];
+  /** Process id of the node that owns the embedded server. */
+  pid: number;
+  /** Milliseconds since the epoch. */
+  startedAt: number;
+}
+
+/** A nats-server child process started for one node, with its runtime file. */
+export interface EmbeddedNats {
+  url: string;
+  server: RunningNatsServer;
+  /** Stops the server and removes the runtime file. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a single-node nats-server with JetStream, its store under
+ * `<dataDir>/nats`, on `config.embeddedPort` (0: a free port), and writes
+ * `<dataDir>/runtime.json` so the admin script can find it.
+ */
+export async function startEmbeddedNats(
+  config: Pick<NodeConfig, "dataDir" | "embeddedPort" | "nodeId">,
+): Promise<EmbeddedNats> {
+  const log = componentLogger("embedded", { node: config.nodeId });
+  const server = await startNatsServer({
+    name: "magistral-embedded",
+    port: config.embeddedPort,
+    storeDir: path.join(config.dataDir, "nats"),
+    detached: true,
+  });
+  // In its own process group the server outlives a crash of this process
+  // unless it is stopped here; an exit handler must be synchronous.
+  const killOnExit = () => server.process.kill("SIGTERM");
+  process.once("exit", killOnExit);
+  const file = runtimeFile(config.dataDir);
+  const info: RuntimeInfo = { servers: [server.url], pid: process.pid, startedAt: Date.now() };
+  writeFileSync(file, `${JSON.stringify(info, null, 2)}\n`);
+  log.info({ url: server.url, storeDir: path.join(config.dataDir, "nats") }, "nats-server started");
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = async () => {
+    removeRuntimeFile(file);
+    await server.stop();
+    process.off("exit", killOnExit);
+    log.info("nats-server stopped");
+  };
+  return {
+    url: server.url,
+    server,
+    stop: () => {
+      stopping ??= shutdown();
+      return stopping;
+    },
+  };
+}
+
+/** Removes the runtime file if this process wrote it; another node's file stays. */
+function removeRuntimeFile(file: string): void {
+  const info = readRuntimeFile(file);
+  if (info?.pid === process.pid) rmSync(file, { force: true });
+}
+
+/**
+ * The runtime file of a running embedded bus under `dataDir`, or undefined
+ * when there is none or the process that wrote it has exited.
+ */
+export function readRuntime(dataDir: string): RuntimeInfo | undefined {
+  const info = readRuntimeFile(runtimeFile(dataDir));
+  return info && isAlive(info.pid) ? info : undefined;
+}
+
+function readRuntimeFile(file: string): RuntimeInfo | undefined {
+  if (!existsSync(file)) return undefined;
+  try {
+    const info = JSON.parse(readFileSync(file, "utf8")) as Partial<RuntimeInfo>;
+    const valid =
+      Array.isArray(info.servers) && info.servers.length > 0 && typeof info.pid === "number";
+    return valid ? (info as RuntimeInfo) : undefined;
+  } catch {
+    // A file cut short by a crash is treated as absent.
+    return undefined;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the process exists but belongs to another user.
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
