@@ -30,8 +30,8 @@ export function buildProgram(): { program: Command; ctx: AdminContext } {
     .description("operate a Magistral bus")
     .option("-s, --server <url>", "NATS URL(s), comma-separated (default: the running bus)")
     .option("--json", "print results as JSON")
-    .option("--user <user>", "NATS user", process.env.MAGISTRAL_NATS_USER)
-    .option("--password <password>", "NATS password", process.env.MAGISTRAL_NATS_PASS)
+    .option("--user <user>", "NATS user (default: MAGISTRAL_NATS_USER)")
+    .option("--password <password>", "NATS password (default: MAGISTRAL_NATS_PASS)")
     .option("--timeout-ms <ms>", "how long to wait for the bus", toMs, DEFAULT_TIMEOUT_MS)
     .exitOverride()
     .configureOutput({

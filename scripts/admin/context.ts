@@ -53,7 +53,9 @@ export function createContext(program: Command): AdminContext {
   const server = () => options().server ?? defaultServer();
 
   const connect = async (): Promise<AdminClient> => {
-    const { user, password } = options();
+    // Read here, not as option defaults, so help never prints a password.
+    const user = options().user ?? process.env.MAGISTRAL_NATS_USER;
+    const password = options().password ?? process.env.MAGISTRAL_NATS_PASS;
     try {
       return await AdminClient.connect({
         servers: server().split(","),
