@@ -47,11 +47,21 @@ export const LIMITS = {
 } as const;
 
 // Plain MessagePack with standard types only: no records, no extensions, so
-// adapters in any language read it.
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+// adapters in any language read it. 64-bit integers, which Go and Python
+// encoders use for epoch milliseconds, decode to numbers; past 2^53 they
+// lose precision, and the range checks below refuse them.
+const packr = new Packr({
+  useRecords: false,
+  mapsAsObjects: true,
+  moreTypes: false,
+  int64AsType: "number",
+});
 
 export function encodeEnvelope(env: Envelope): Uint8Array {
-  return packr.pack(env);
+  // msgpackr writes integers past 32 bits as float64; as a BigInt,
+  // createdAt goes out as int64, the type other languages expect.
+  if (!Number.isSafeInteger(env.createdAt)) return packr.pack(env);
+  return packr.pack({ ...env, createdAt: BigInt(env.createdAt) });
 }
 
 /** Encodes any plain value (API replies, events) in the same MessagePack form. */
@@ -178,11 +188,13 @@ function headersField(value: unknown): Record<string, string> {
   for (const [name, v] of entries) {
     if (
       typeof v !== "string" ||
-      name.length > LIMITS.maxStringBytes ||
+      name.length === 0 ||
+      Buffer.byteLength(name) > LIMITS.maxStringBytes ||
       Buffer.byteLength(v) > LIMITS.maxHeaderBytes
     ) {
       fail("headers must be a map of short strings");
     }
+    if (name.includes("\0") || v.includes("\0")) fail("headers must not contain NUL");
     headers[name] = v;
   }
   return headers;
