@@ -23,6 +23,8 @@ export interface AdminContext {
   options(): GlobalOptions;
   /** The NATS URL(s) the script talks to. */
   server(): string;
+  /** Connection options for a command that needs its own NATS connection. */
+  natsOptions(): { servers: string[]; user?: string; pass?: string };
   /**
    * Calls one admin operation of the bus.
    * @throws MagistralError with the bus's code, or UNAVAILABLE when the bus cannot be reached
@@ -52,17 +54,16 @@ export function createContext(program: Command): AdminContext {
   const options = () => program.opts<GlobalOptions>();
   const server = () => options().server ?? defaultServer();
 
+  // Credentials are read here, not as option defaults, so help never prints a password.
+  const natsOptions = () => ({
+    servers: server().split(","),
+    user: options().user ?? process.env.MAGISTRAL_NATS_USER,
+    pass: options().password ?? process.env.MAGISTRAL_NATS_PASS,
+  });
+
   const connect = async (): Promise<AdminClient> => {
-    // Read here, not as option defaults, so help never prints a password.
-    const user = options().user ?? process.env.MAGISTRAL_NATS_USER;
-    const password = options().password ?? process.env.MAGISTRAL_NATS_PASS;
     try {
-      return await AdminClient.connect({
-        servers: server().split(","),
-        user,
-        pass: password,
-        maxReconnectAttempts: 0,
-      });
+      return await AdminClient.connect({ ...natsOptions(), maxReconnectAttempts: 0 });
     } catch (err) {
       throw new MagistralError(ErrorCode.UNAVAILABLE, `cannot connect to ${server()}`, {
         cause: err,
@@ -73,6 +74,7 @@ export function createContext(program: Command): AdminContext {
   return {
     options,
     server,
+    natsOptions,
     async call<T>(op: string, body: Record<string, unknown> = {}) {
       client ??= connect();
       const admin = await client;
