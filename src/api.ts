@@ -106,7 +106,9 @@ export class AgencyApi {
         test: env?.test,
       });
       if (error.code === ErrorCode.INTERNAL) this.ctx.log.error({ err, agency }, "submit failed");
-      return { ok: false, id: env?.id, error: error.toWire() };
+      // Undecodable input gets a journal id of the bus's choosing; the reply
+      // carries it, so the rejection can still be traced.
+      return { ok: false, id, error: error.toWire() };
     }
   }
 
