@@ -22,7 +22,7 @@ export interface AdminTopic {
 
 const TOPICS: AdminTopic[] = [agencies, services, trace, health, deadletters, alerts];
 
-const DEFAULT_TIMEOUT_MS = 15_000;
+const DEFAULT_WAIT_MS = 15_000;
 
 /** The program with every topic's commands, and the context they share. */
 export function buildProgram(): { program: Command; ctx: AdminContext } {
@@ -32,7 +32,9 @@ export function buildProgram(): { program: Command; ctx: AdminContext } {
     .option("--json", "print results as JSON")
     .option("--user <user>", "NATS user (default: MAGISTRAL_NATS_USER)")
     .option("--password <password>", "NATS password (default: MAGISTRAL_NATS_PASS)")
-    .option("--timeout-ms <ms>", "how long to wait for the bus", toMs, DEFAULT_TIMEOUT_MS)
+    // Not --timeout-ms: program options are read anywhere on the line, and
+    // register-service has its own --timeout-ms.
+    .option("--wait-ms <ms>", "how long to wait for the bus to answer", toMs, DEFAULT_WAIT_MS)
     .exitOverride()
     .configureOutput({
       // Usage errors take the same one-line form as the bus's errors.

@@ -12,7 +12,7 @@ export interface GlobalOptions {
   json?: boolean;
   user?: string;
   password?: string;
-  timeoutMs: number;
+  waitMs: number;
 }
 
 /**
@@ -79,7 +79,7 @@ export function createContext(program: Command): AdminContext {
       client ??= connect();
       const admin = await client;
       try {
-        return await admin.call<T>(op, body, options().timeoutMs);
+        return await admin.call<T>(op, body, options().waitMs);
       } catch (err) {
         throw busError(err, server());
       }

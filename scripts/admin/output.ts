@@ -26,10 +26,11 @@ export function keyValues(pairs: [string, string | number | undefined][]): strin
   return present.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}`).join("\n");
 }
 
-/** 250 -> "250ms", 10000 -> "10s", 90000 -> "1.5m", 86400000 -> "24h". */
+/** 250 -> "250ms", 10000 -> "10s", 90000 -> "1.5m", 86400000 -> "1d". */
 export function formatMs(ms: number | undefined): string | undefined {
   if (ms === undefined || !Number.isFinite(ms)) return undefined;
   const units: [number, string][] = [
+    [86_400_000, "d"],
     [3_600_000, "h"],
     [60_000, "m"],
     [1_000, "s"],

@@ -71,7 +71,8 @@ export function register(program: Command, ctx: AdminContext): void {
     .option("--os <os>", "adapter operating system")
     .option("--location <location>", "adapter location (data centre)")
     .action(async (id: string | undefined, opts: RegisterOptions) => {
-      const def = await ctx.call<ServiceDef>("service.put", registerBody(id, opts));
+      const body = registerBody(id, opts);
+      const def = await ctx.call<ServiceDef>("service.put", await onTopOf(ctx, body));
       ctx.print(def, (d) => `registered service ${d.id} ${d.version} (${schemaLabel(d)})`);
     });
 }
@@ -80,6 +81,33 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("a positive integer");
   return n;
+}
+
+/**
+ * An update names only what changes; the bus wants the owner every time and
+ * replaces adapter metadata whole, so both are filled in from the registry.
+ */
+async function onTopOf(ctx: AdminContext, body: ReturnType<typeof registerBody>) {
+  const { service } = body;
+  const before = await ctx
+    .call<ServiceDef>("service.get", { id: service.id })
+    .catch((err: unknown) => {
+      if (err instanceof MagistralError && err.code === ErrorCode.NOT_FOUND) return undefined;
+      throw err;
+    });
+  if (!before && service.owner === undefined) {
+    throw new MagistralError(ErrorCode.BAD_REQUEST, `${service.id} is new: give its --owner`);
+  }
+  if (!before) return body;
+  service.owner ??= before.owner;
+  const adapter = service.adapter as AdapterMetadata | undefined;
+  if (adapter) {
+    service.adapter = {
+      software: { ...before.adapter?.software, ...adapter.software },
+      hardware: { ...before.adapter?.hardware, ...adapter.hardware },
+    };
+  }
+  return body;
 }
 
 /** Builds the `service.put` body from --file, then the flags on top. */
@@ -216,7 +244,10 @@ function serviceDetails(s: ServiceDef): string {
     ["call timeout", formatMs(s.callTimeoutMs)],
     ["concurrency", s.concurrency],
     ["max payload", `${s.maxPayloadBytes} bytes`],
+    ["latency budget", formatMs(s.latencyBudgetMs)],
+    ["providers", s.broadcast ? `broadcast to ${s.providers.join(", ")}` : undefined],
     ["retry", r && retryLabel(r)],
+    ["circuit", s.circuit && circuitLabel(s.circuit)],
     ["lifetime", r && `${formatMs(r.lifetimeMs)} (at most ${formatMs(r.maxLifetimeMs)})`],
     ["software", joinPresent(software)],
     ["host", hw.host],
@@ -230,6 +261,11 @@ function serviceDetails(s: ServiceDef): string {
 function retryLabel(r: ServiceDef["retry"]): string {
   const delays = `${formatMs(r.firstDelayMs)} x${r.factor} up to ${formatMs(r.maxDelayMs)}`;
   return `${r.attempts} attempts, ${delays}, jitter ${r.jitter}`;
+}
+
+function circuitLabel(c: ServiceDef["circuit"]): string {
+  const rate = `${Math.round(c.failureRate * 100)}% of ${c.minCalls}+ calls in ${formatMs(c.windowMs)}`;
+  return `opens after ${c.consecutiveFailures} failures in a row or ${rate}, for ${formatMs(c.openMs)}`;
 }
 
 function joinPresent(parts: (string | number | undefined | 0 | "")[]): string | undefined {
