@@ -69,7 +69,9 @@ async function rawSubmit(client: AgencyClient, data: Uint8Array): Promise<Submit
   return decodeValue(msg.data) as SubmitReply;
 }
 
-function request(fields: Partial<Envelope> & { payload: Uint8Array | string }): Envelope {
+function request(
+  fields: Partial<Omit<Envelope, "payload">> & { payload: Uint8Array | string },
+): Envelope {
   const { payload, ...rest } = fields;
   return {
     v: PROTOCOL_VERSION,
