@@ -151,7 +151,7 @@ export class BrokerNode {
     await Promise.all(this.followers.map((f) => f.stop()));
     await Promise.all([...this.ctx.mailboxes.values()].map((m) => m.stop()));
     if (this.system) stop(this.system);
-    await this.ctx.events.drain().catch(() => {});
+    await this.ctx.events.close().catch(() => {});
     await this.ctx.bus.nc.drain().catch(() => {});
     await this.store?.close();
     this.ctx.log.info("broker node stopped");

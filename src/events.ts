@@ -80,6 +80,7 @@ export class EventSink {
   private batchSeq = 0;
   private readonly boot = Date.now().toString(36);
   private inFlight = new Set<Promise<void>>();
+  private closed = false;
   private readonly maxBatch: number;
   private readonly flushMs: number;
   private readonly maxBatchBytes: number;
@@ -132,6 +133,20 @@ export class EventSink {
     while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
   }
 
+  /** Flushes, gives pending batches up to `graceMs` to be stored, then stops retrying. */
+  async close(graceMs = 5_000): Promise<void> {
+    const timer = setTimeout(() => {
+      this.closed = true;
+    }, graceMs);
+    await this.drain();
+    clearTimeout(timer);
+    this.closed = true;
+  }
+
+  // LIMITATION: a batch lives only in this node's memory until EVENTS stores
+  // it. While JetStream is unreachable batches are retried without end, but a
+  // node that dies or is closed meanwhile loses them: the journal then lacks
+  // those steps (the messages themselves are safe in QUEUE and REPLIES).
   private async publish(batch: MessageEvent[], msgID: string): Promise<void> {
     const data = encodeValue(batch);
     for (let attempt = 1; ; attempt++) {
@@ -139,8 +154,8 @@ export class EventSink {
         await this.js.publish(subject.events("msg", this.node), data, { msgID });
         return;
       } catch (err) {
-        if (attempt >= 20) {
-          this.log.error({ err, events: batch.length }, "journal events dropped");
+        if (this.closed) {
+          this.log.error({ err, events: batch.length }, "journal events dropped at close");
           return;
         }
         this.log.warn({ err, attempt }, "journal event publish failed, retrying");
