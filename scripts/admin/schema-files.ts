@@ -17,12 +17,11 @@ const MAX_XSD_FILES = 200;
  */
 export function xsdSchema(mainFile: string, rootElement?: string): SchemaInput {
   const dir = path.dirname(path.resolve(mainFile));
-  const files: Record<string, string> = {};
-  for (const file of xsdFilesUnder(dir, dir)) {
-    files[toPosix(path.relative(dir, file))] = readText(file);
-  }
   const main = toPosix(path.relative(dir, path.resolve(mainFile)));
-  if (files[main] === undefined) files[main] = readText(mainFile);
+  const files: Record<string, string> = { [main]: readText(mainFile) };
+  for (const file of xsdFilesUnder(dir, dir)) {
+    files[toPosix(path.relative(dir, file))] ??= readText(file);
+  }
   const schema: SchemaInput = { kind: "xsd", main, files };
   if (rootElement) schema.rootElement = rootElement;
   return schema;
