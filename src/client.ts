@@ -9,6 +9,13 @@ import {
 } from "@nats-io/transport-node";
 import type { SubmitReply } from "./api.ts";
 import {
+  type BusEvent,
+  callSubscriptionApi,
+  readEvents,
+  type SubscribeOptions,
+  type SubscribeReply,
+} from "./client-events.ts";
+import {
   decodeEnvelope,
   decodeValue,
   type Envelope,
@@ -20,6 +27,7 @@ import { ErrorCode, MagistralError, type WireError } from "./errors.ts";
 import { assertToken, newMessageId } from "./ids.ts";
 import type { MessageStatus } from "./message-status.ts";
 import { consumerName, lane, providerQueueGroup, STREAM, subject } from "./subjects.ts";
+import type { EventSubscription } from "./subscriptions.ts";
 
 export interface AgencyClientOptions {
   /** This agency's id, as registered. */
@@ -73,6 +81,7 @@ export class AgencyClient {
   private readonly waiters: ((reply: Reply) => void)[] = [];
   private replies: ConsumerMessages | undefined;
   private readonly subs: Subscription[] = [];
+  private readonly eventReaders: ConsumerMessages[] = [];
   /** Answers already handed over, by request and provider, to drop a redelivered copy. */
   private readonly seen = new Set<string>();
 
@@ -260,6 +269,46 @@ export class AgencyClient {
   }
 
   /**
+   * Subscribes this agency to events of the bus (statuses of its messages,
+   * lifecycle and health of services, changes of its own services). The
+   * bus keeps them durably until read with `events()`.
+   * @throws MagistralError BAD_REQUEST for an unknown kind
+   */
+  subscribe(opts: SubscribeOptions): Promise<SubscribeReply> {
+    return callSubscriptionApi(this.nc, this.agency, "subscribe", { ...opts });
+  }
+
+  /** Removes a subscription; notifications already stored can still be read. */
+  async unsubscribe(id?: string): Promise<boolean> {
+    const body = id === undefined ? {} : { id };
+    const reply = await callSubscriptionApi<{ removed: boolean }>(
+      this.nc,
+      this.agency,
+      "unsubscribe",
+      body,
+    );
+    return reply.removed;
+  }
+
+  async subscriptions(): Promise<EventSubscription[]> {
+    const reply = await callSubscriptionApi<{ subscriptions: EventSubscription[] }>(
+      this.nc,
+      this.agency,
+      "subscriptions",
+      {},
+    );
+    return reply.subscriptions;
+  }
+
+  /**
+   * Notifications of this agency's subscriptions, oldest first, including
+   * those stored while it was offline. Each must be acknowledged.
+   */
+  events(): AsyncGenerator<BusEvent> {
+    return readEvents(this.js, this.agency, (messages) => this.eventReaders.push(messages));
+  }
+
+  /**
    * Serves calls of a service this agency owns. Adapters of one provider
    * share the calls (queue group). A handler that throws answers with a
    * fault, and the bus retries by the service's policy.
@@ -312,6 +361,7 @@ export class AgencyClient {
 
   async close(): Promise<void> {
     this.replies?.stop();
+    for (const reader of this.eventReaders) reader.stop();
     await this.nc.drain().catch(() => {});
   }
 }
