@@ -8,6 +8,7 @@ import { BrokerNode } from "../src/broker.ts";
 import { RequestFailedError } from "../src/client.ts";
 import { runtimeFile } from "../src/config.ts";
 import { startEmbeddedNats } from "../src/embedded.ts";
+import type { JournalRecord } from "../src/journal-store.ts";
 import type { Agency, ServiceDef } from "../src/registry.ts";
 import { startBus, waitFor } from "./helpers/bus.ts";
 import { tempDir } from "./helpers/nats.ts";
@@ -105,7 +106,8 @@ test("traces a responded and a refused message from the journal", async (t) => {
   const refused = consumer.submit("egrul", egrulRequest("T-2", "12345"), { id: "trace-bad-1" });
   await t.throwsAsync(refused, { instanceOf: RequestFailedError });
   await waitFor(async () => {
-    const steps = (await bus.broker.trace("trace-ok-1")).map((r) => r.event.type);
+    const records: JournalRecord[] = await bus.broker.trace("trace-ok-1");
+    const steps = records.map((r) => r.event.type);
     return steps.includes("responded");
   });
   await waitFor(async () => (await bus.broker.trace("trace-bad-1")).length > 0);
