@@ -39,6 +39,9 @@ export async function startEmbeddedNats(
   });
   // In its own process group the server outlives a crash of this process
   // unless it is stopped here; an exit handler must be synchronous.
+  // LIMITATION: a SIGKILL of this process runs no handler, so the server is
+  // left running, holding its port and the JetStream store under <dataDir>/nats;
+  // the next start then fails to lock the store until that server is killed.
   const killOnExit = () => server.process.kill("SIGTERM");
   process.once("exit", killOnExit);
   const file = runtimeFile(config.dataDir);
@@ -72,6 +75,9 @@ function removeRuntimeFile(file: string): void {
 /**
  * The runtime file of a running embedded bus under `dataDir`, or undefined
  * when there is none or the process that wrote it has exited.
+ * LIMITATION: liveness is judged by the pid alone; a file left by a crash
+ * whose pid was reused by another process is taken as live, and the admin
+ * script then fails to connect instead of falling back to MAGISTRAL_NATS.
  */
 export function readRuntime(dataDir: string): RuntimeInfo | undefined {
   const info = readRuntimeFile(runtimeFile(dataDir));

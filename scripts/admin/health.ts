@@ -3,7 +3,12 @@ import type { LaneHealth } from "../../actors/lane.ts";
 import type { AdminContext } from "./context.ts";
 import { formatTime, table } from "./output.ts";
 
-/** `health`. */
+/**
+ * `health`.
+ * LIMITATION: `service.health` is answered by one broker node of the queue
+ * group, so with several nodes this shows that node's lanes only; a lane that
+ * is down on another node does not appear.
+ */
 export function register(program: Command, ctx: AdminContext): void {
   program
     .command("health")
