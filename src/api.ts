@@ -149,7 +149,9 @@ export class AgencyApi {
 
   private async persist(agency: string, def: ServiceDef, env: Envelope): Promise<SubmitReply> {
     const stored: Envelope = { ...env, service: def.id, sender: agency };
+    // Fields only the bus sets: a consumer must not pose as a provider or an attempt.
     delete stored.attempt;
+    delete stored.provider;
     const data = encodeEnvelope(stored);
     let duplicate: boolean;
     try {

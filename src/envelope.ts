@@ -66,6 +66,9 @@ export function encodeEnvelope(env: Envelope): Uint8Array {
 
 /** Encodes any plain value (API replies, events) in the same MessagePack form. */
 export function encodeValue(value: unknown): Uint8Array {
+  // LIMITATION: integers past 32 bits in these values (epoch milliseconds such
+  // as `updatedAt` or `at`) go out as float64, not int64; adapters must read
+  // those numeric fields leniently. Only the envelope's createdAt is int64.
   return packr.pack(value);
 }
 

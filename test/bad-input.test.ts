@@ -229,13 +229,16 @@ test("hostile XML is refused without expanding entities", async (t) => {
   );
 });
 
-test("the sender is the agency of the subject, never the envelope's", async (t) => {
+test("sender and provider are set by the bus, never taken from the envelope", async (t) => {
   const s = await setup(t);
   const reply = await rawSubmit(
     s.mfc,
-    encodeEnvelope(request({ service: "echo", payload: "who am i", sender: "pfr" })),
+    encodeEnvelope(
+      request({ service: "echo", payload: "who am i", sender: "pfr", provider: "pfr" }),
+    ),
   );
   t.true(reply.ok);
   await waitFor(() => s.calls.length === 1);
   t.is(s.calls[0]!.sender, "mfc");
+  t.is(s.calls[0]!.provider, undefined, "only the bus names a provider");
 });
