@@ -1,56 +1,95 @@
-import { AckPolicy, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
+import type { JsMsg } from "@nats-io/jetstream";
 import { dispatch, type Ref, spawn } from "nact";
-import { decodeValue } from "../src/envelope.ts";
-import type { MessageEvent } from "../src/events.ts";
+import { toMagistralError, type WireError } from "../src/errors.ts";
+import { decodeEventBatch, startEventsMailbox } from "../src/event-batches.ts";
+import { archiveJournal } from "../src/journal-archive.ts";
+import { type JournalPage, type JournalQuery, searchJournal } from "../src/journal-search.ts";
 import type { JournalRecord, JournalStore } from "../src/journal-store.ts";
-import { Mailbox } from "../src/mailbox.ts";
+import type { Logger } from "../src/logger.ts";
+import type { Mailbox } from "../src/mailbox.ts";
 import type { NodeContext } from "../src/node-context.ts";
-import { consumerName, STREAM } from "../src/subjects.ts";
+import { consumerName } from "../src/subjects.ts";
+
+/** An answer of the journal actor to a query that can fail. */
+export type JournalAnswer<T> = { ok: true; result: T } | { ok: false; error: WireError };
 
 export type JournalMsg =
   | { type: "batch"; msg: JsMsg }
   | { type: "stored"; msg: JsMsg }
   | { type: "storeFailed"; msg: JsMsg; err: unknown }
-  | { type: "trace"; id: string; replyTo: Ref<JournalRecord[]> };
+  | { type: "trace"; id: string; replyTo: Ref<JournalRecord[]> }
+  | { type: "search"; query: JournalQuery; replyTo: Ref<JournalAnswer<JournalPage>> }
+  /** Archive records past the retention age now; from the timer or an operator. */
+  | { type: "archive"; replyTo?: Ref<JournalAnswer<number>> }
+  | { type: "archived"; count: number; replyTo?: Ref<JournalAnswer<number>> }
+  | { type: "archiveFailed"; err: unknown; replyTo?: Ref<JournalAnswer<number>> };
+
+export interface JournalOptions {
+  /** Where this node's archive files go. */
+  archiveDir: string;
+  /** Records older than this are archived and removed from RocksDB; undefined keeps all. */
+  archiveAfterMs?: number;
+  /** How often to look for records to archive. Default one hour. */
+  archiveEveryMs?: number;
+}
+
+interface JournalState {
+  archiving: boolean;
+  timer?: NodeJS.Timeout;
+}
 
 /** Event batches being written to RocksDB at once. */
 const BATCHES_IN_FLIGHT = 32;
+const DEFAULT_ARCHIVE_EVERY_MS = 3_600_000;
 
 /**
  * Materializes EVENTS into this node's RocksDB journal. Each node reads the
  * whole stream through its own durable consumer, so every node can trace
- * every message; a batch is acknowledged only once it is on disk.
+ * and search every message; a batch is acknowledged only once it is on
+ * disk. Reads and archiving run as promises that report back as messages.
  */
-export function spawnJournal(parent: Ref<unknown>, ctx: NodeContext, store: JournalStore) {
+export function spawnJournal(
+  parent: Ref<unknown>,
+  ctx: NodeContext,
+  store: JournalStore,
+  opts: JournalOptions,
+) {
   const log = ctx.log.child({ component: "journal" });
   let mailbox: Mailbox | undefined;
   const journal = spawn(
     parent,
-    (state: undefined, msg: JournalMsg) => {
+    (state: JournalState, msg: JournalMsg, actx) => {
+      const env = { store, log, self: actx.self, opts };
       switch (msg.type) {
         case "batch":
-          onBatch(store, msg.msg, journal, log);
-          break;
+          onBatch(env, msg.msg);
+          return state;
         case "stored":
           msg.msg.ack();
-          mailbox?.release(1);
-          break;
+          mailbox?.release();
+          return state;
         case "storeFailed":
-          log.error({ err: msg.err }, "journal batch not stored, will be redelivered");
+          log.error({ err: msg.err, seq: msg.msg.seq }, "journal batch not stored, redelivered");
           msg.msg.nak(1_000);
-          mailbox?.release(1);
-          break;
+          mailbox?.release();
+          return state;
         case "trace":
           store.trace(msg.id).then(
             (records) => dispatch(msg.replyTo, records),
             () => dispatch(msg.replyTo, []),
           );
-          break;
+          return state;
+        case "search":
+          answer(searchJournal(store, msg.query), msg.replyTo);
+          return state;
+        default:
+          return onArchiveMsg(env, state, msg);
       }
-      return state;
     },
     "journal",
     {
+      initialStateFunc: (actx) => ({ archiving: false, timer: archiveTimer(actx.self, opts) }),
+      afterStop: (state: JournalState) => clearInterval(state.timer),
       onCrash: (_msg, err, sctx) => {
         log.error({ err }, "journal actor crashed, resuming");
         return sctx.resume;
@@ -58,38 +97,87 @@ export function spawnJournal(parent: Ref<unknown>, ctx: NodeContext, store: Jour
     },
   );
 
-  mailbox = new Mailbox(ctx.bus.js, ctx.bus.jsm, {
-    stream: STREAM.events,
+  mailbox = startEventsMailbox(ctx, {
     durable: consumerName.journal(ctx.nodeId),
-    config: () => ({
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: 60_000_000_000,
-      max_ack_pending: 1_000,
-    }),
+    limit: BATCHES_IN_FLIGHT,
+    from: "all",
     onMessage: (msg) => dispatch(journal, { type: "batch", msg }),
     log,
+    owner: "journal",
   });
-  ctx.mailboxes.set("journal", mailbox);
-  mailbox.release(BATCHES_IN_FLIGHT);
-  mailbox.start();
   return { journal, mailbox };
 }
 
-function onBatch(store: JournalStore, msg: JsMsg, self: Ref<JournalMsg>, log: NodeContext["log"]) {
-  let events: MessageEvent[];
-  try {
-    events = decodeValue(msg.data) as MessageEvent[];
-    if (!Array.isArray(events)) throw new TypeError("event batch is not an array");
-  } catch (err) {
-    // Only brokers publish EVENTS; an unreadable batch is kept in the stream for an operator.
-    log.error({ err, seq: msg.seq }, "unreadable event batch, terminated");
-    msg.term();
+interface JournalEnv {
+  store: JournalStore;
+  log: Logger;
+  self: Ref<JournalMsg>;
+  opts: JournalOptions;
+}
+
+function onBatch({ store, log, self }: JournalEnv, msg: JsMsg): void {
+  const events = decodeEventBatch(msg, log);
+  if (!events) {
     dispatch(self, { type: "stored", msg });
     return;
   }
-  store.append(events).then(
+  store.append(events, msg.seq).then(
     () => dispatch(self, { type: "stored", msg }),
     (err) => dispatch(self, { type: "storeFailed", msg, err }),
+  );
+}
+
+function onArchiveMsg(
+  env: JournalEnv,
+  state: JournalState,
+  msg: Extract<JournalMsg, { type: "archive" | "archived" | "archiveFailed" }>,
+): JournalState {
+  switch (msg.type) {
+    case "archive":
+      return startArchive(env, state, msg.replyTo);
+    case "archived":
+      if (msg.count > 0) env.log.info({ records: msg.count }, "journal records archived");
+      if (msg.replyTo) dispatch(msg.replyTo, { ok: true, result: msg.count });
+      return { ...state, archiving: false };
+    case "archiveFailed":
+      env.log.error({ err: msg.err }, "journal archiving failed");
+      if (msg.replyTo) {
+        dispatch(msg.replyTo, { ok: false, error: toMagistralError(msg.err).toWire() });
+      }
+      return { ...state, archiving: false };
+  }
+}
+
+function startArchive(
+  { store, self, opts }: JournalEnv,
+  state: JournalState,
+  replyTo?: Ref<JournalAnswer<number>>,
+): JournalState {
+  // One run at a time; the timer's next tick picks up whatever this one left.
+  if (state.archiving || opts.archiveAfterMs === undefined) {
+    if (replyTo) dispatch(replyTo, { ok: true, result: 0 });
+    return state;
+  }
+  archiveJournal(store, opts.archiveDir, { olderThanMs: opts.archiveAfterMs }).then(
+    (count) => dispatch(self, { type: "archived", count, replyTo }),
+    (err) => dispatch(self, { type: "archiveFailed", err, replyTo }),
+  );
+  return { ...state, archiving: true };
+}
+
+function archiveTimer(self: Ref<JournalMsg>, opts: JournalOptions): NodeJS.Timeout | undefined {
+  if (opts.archiveAfterMs === undefined) return undefined;
+  const timer = setInterval(
+    () => dispatch(self, { type: "archive" }),
+    opts.archiveEveryMs ?? DEFAULT_ARCHIVE_EVERY_MS,
+  );
+  timer.unref();
+  return timer;
+}
+
+function answer<T>(work: Promise<T>, replyTo: Ref<JournalAnswer<T>>): void {
+  work.then(
+    (result) => dispatch(replyTo, { ok: true, result }),
+    (err) => dispatch(replyTo, { ok: false, error: toMagistralError(err).toWire() }),
   );
 }

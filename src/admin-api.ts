@@ -5,8 +5,11 @@ import { DEFAULT_CIRCUIT } from "./circuit-breaker.ts";
 import type { DeadLetterFilter, DeadLetters } from "./deadletter.ts";
 import { decodeValue } from "./envelope.ts";
 import { ErrorCode, MagistralError, toMagistralError } from "./errors.ts";
-import { assertToken, isMessageId } from "./ids.ts";
+import type { ChangedEntity } from "./events.ts";
+import { assertToken, isMessageId, newMessageId } from "./ids.ts";
+import { type JournalPage, type JournalQuery, parseJournalQuery } from "./journal-search.ts";
 import type { NodeContext } from "./node-context.ts";
+import type { NodeObservers } from "./observers.ts";
 import {
   type Agency,
   type AgencyRole,
@@ -18,6 +21,7 @@ import {
 } from "./registry.ts";
 import type { RegistryView } from "./registry-view.ts";
 import { compileSchema, xsdTargetNamespace } from "./schema.ts";
+import { parseStatsQuery } from "./stats-store.ts";
 import { BROKER_QUEUE_GROUP } from "./subjects.ts";
 
 type Handler = (body: Record<string, unknown>) => Promise<unknown>;
@@ -29,6 +33,9 @@ export interface AdminDeps {
   trace: (id: string) => Promise<unknown[]>;
   health: () => Promise<unknown[]>;
   deadLetters: DeadLetters;
+  journalSearch: (q: JournalQuery) => Promise<JournalPage>;
+  journalArchive: () => Promise<number>;
+  observers: NodeObservers;
 }
 
 const ROLES: ReadonlySet<string> = new Set(["consumer", "provider", "subscriber", "operator"]);
@@ -58,6 +65,14 @@ export class AdminApi {
       "dlq.show": (body) => deps.deadLetters.show(Number(body.seq)),
       "dlq.replay": (body) => deps.deadLetters.replay(dlqFilter(body)),
       "dlq.purge": (body) => deps.deadLetters.purge(dlqFilter(body)),
+      "journal.search": (body) => deps.journalSearch(parseJournalQuery(body)),
+      "journal.archive": () => deps.journalArchive(),
+      "stats.query": (body) => deps.observers.statsQuery(parseStatsQuery(body)),
+      "stats.queues": () => deps.observers.queueDepths(),
+      "subscription.list": async (body) =>
+        deps.observers.subscriptions.list(
+          body.agency === undefined ? undefined : assertToken(body.agency, "agency"),
+        ),
       "alert.list": (body) =>
         recentAlerts(ctx.bus.jsm, {
           limit: typeof body.limit === "number" ? body.limit : undefined,
@@ -120,6 +135,7 @@ export class AdminApi {
       updatedAt: now,
     };
     await this.deps.store.putAgency(agency);
+    this.journalChange({ entity: "agency", key: id, agency: id, before, after: agency });
     await this.deps.onAgencyPut(agency);
     return agency;
   }
@@ -159,10 +175,35 @@ export class AdminApi {
       updatedAt: now,
     };
     checkNumbers(def);
+    checkRetention(def);
     this.checkProviders(def);
     if (body.schema) def.schema = await this.putSchema(id, body.schema as SchemaInput);
     await this.deps.store.putService(def);
+    this.journalChange({
+      entity: "service",
+      key: id,
+      agency: owner,
+      service: id,
+      before,
+      after: def,
+    });
     return def;
+  }
+
+  /**
+   * Journals a change of the registry with what it was before.
+   * LIMITATION: the admin API does not yet know which operator calls it, so
+   * `who` is always "operator".
+   */
+  private journalChange(change: {
+    entity: ChangedEntity;
+    key: string;
+    agency: string;
+    service?: string;
+    before: unknown;
+    after: unknown;
+  }): void {
+    this.ctx.events.emit({ type: "changed", id: newMessageId(), who: "operator", ...change });
   }
 
   private checkProviders(def: ServiceDef) {
@@ -224,6 +265,14 @@ function toBundle(input: SchemaInput): SchemaBundle {
     ErrorCode.BAD_REQUEST,
     "schema: {kind: json, schema} or {kind: xsd, main, files}",
   );
+}
+
+const RETENTIONS: ReadonlySet<string> = new Set(["full", "metadata", "none"]);
+
+function checkRetention(def: ServiceDef) {
+  if (!RETENTIONS.has(def.journalRetention)) {
+    throw new MagistralError(ErrorCode.BAD_REQUEST, "journalRetention: full, metadata or none");
+  }
 }
 
 function checkNumbers(def: ServiceDef) {

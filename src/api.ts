@@ -9,6 +9,7 @@ import {
 } from "./envelope.ts";
 import { ErrorCode, MagistralError, toMagistralError } from "./errors.ts";
 import { isMessageId, newMessageId } from "./ids.ts";
+import { retainedContent } from "./journal-retention.ts";
 import type { JournalStore } from "./journal-store.ts";
 import { statusOf } from "./message-status.ts";
 import type { NodeContext } from "./node-context.ts";
@@ -178,6 +179,7 @@ export class AgencyApi {
         provider: def.owner,
         bytes: env.payload.length,
         test: env.test,
+        ...retainedContent(def.journalRetention, env),
       });
     }
     return { ok: true, id: env.id, service: def.id, duplicate };

@@ -2,20 +2,24 @@ import path from "node:path";
 import type { ConnectionOptions } from "@nats-io/transport-node";
 import { dispatch, query, type Ref, start, stop } from "nact";
 import { type AlertsMsg, spawnAlerts } from "../actors/alerts.ts";
-import { type JournalMsg, spawnJournal } from "../actors/journal.ts";
+import { type JournalAnswer, type JournalMsg, spawnJournal } from "../actors/journal.ts";
 import type { LaneHealth } from "../actors/lane.ts";
 import { type RegistryMsg, spawnRegistry } from "../actors/registry.ts";
 import { AdminApi } from "./admin-api.ts";
 import { AgencyApi, ensureReplyConsumer } from "./api.ts";
 import { DeadLetters } from "./deadletter.ts";
 import { encodeValue } from "./envelope.ts";
+import { MagistralError } from "./errors.ts";
 import { EventSink } from "./events.ts";
 import { assertToken } from "./ids.ts";
+import { archiveDirOf } from "./journal-archive.ts";
+import type { JournalPage, JournalQuery } from "./journal-search.ts";
 import { JournalStore } from "./journal-store.ts";
 import type { KvFollower } from "./kv-follower.ts";
 import { componentLogger, type Logger } from "./logger.ts";
 import { type BusConnection, connectBus, ensureInfrastructure, openBuckets } from "./nats.ts";
 import type { NodeContext } from "./node-context.ts";
+import { NodeObservers } from "./observers.ts";
 import { RegistryStore } from "./registry.ts";
 import { RegistryView } from "./registry-view.ts";
 
@@ -29,6 +33,10 @@ export interface BrokerOptions {
   log?: Logger;
   /** Operator alerts are also POSTed here as JSON. */
   alertWebhookUrl?: string;
+  /** Port of this node's Prometheus GET /metrics; 0 picks a free one; absent serves none. */
+  metricsPort?: number;
+  /** Journal records older than this go to archive files and leave RocksDB; absent keeps all. */
+  journalArchiveAfterMs?: number;
 }
 
 const HEARTBEAT_MS = 5_000;
@@ -48,6 +56,7 @@ export class BrokerNode {
   private api: AgencyApi | undefined;
   private admin: AdminApi | undefined;
   private store: JournalStore | undefined;
+  private observers: NodeObservers | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   view!: RegistryView;
@@ -86,8 +95,20 @@ export class BrokerNode {
     const { registry, followers } = spawnRegistry(this.system, this.ctx, registryStore, this.view);
     this.registry = registry;
     this.followers = followers;
-    this.journal = spawnJournal(this.system, this.ctx, this.store).journal;
+    this.journal = spawnJournal(this.system, this.ctx, this.store, {
+      archiveDir: archiveDirOf(this.opts.dataDir, this.nodeId),
+      archiveAfterMs: this.opts.journalArchiveAfterMs,
+    }).journal;
     await Promise.all(followers.map((f) => f.start()));
+    this.observers = await NodeObservers.start({
+      system: this.system,
+      ctx: this.ctx,
+      view: this.view,
+      dataDir: this.opts.dataDir,
+      subscriptionsBucket: buckets.subscriptions,
+      health: () => this.health(),
+      metricsPort: this.opts.metricsPort,
+    });
 
     await Promise.all(this.view.listAgencies().map((a) => ensureReplyConsumer(this.ctx, a.id)));
     this.api = new AgencyApi(this.ctx, this.view, this.store);
@@ -99,6 +120,9 @@ export class BrokerNode {
       trace: (id) => this.trace(id),
       health: () => this.health(),
       deadLetters: new DeadLetters(this.ctx, this.view),
+      journalSearch: (q) => this.journalSearch(q),
+      journalArchive: () => this.journalArchive(),
+      observers: this.observers,
     });
     this.admin.start();
     this.startHeartbeat(buckets.brokers);
@@ -122,6 +146,37 @@ export class BrokerNode {
       (replyTo) => ({ type: "trace" as const, id, replyTo }),
       QUERY_TIMEOUT_MS,
     );
+  }
+
+  /** One page of a search of this node's journal. @throws MagistralError */
+  async journalSearch(q: JournalQuery): Promise<JournalPage> {
+    return answerOf(
+      await query(
+        this.journal,
+        (replyTo: Ref<JournalAnswer<JournalPage>>) => ({
+          type: "search" as const,
+          query: q,
+          replyTo,
+        }),
+        QUERY_TIMEOUT_MS,
+      ),
+    );
+  }
+
+  /** Archives journal records past the configured age now; resolves with how many. */
+  async journalArchive(): Promise<number> {
+    return answerOf(
+      await query(
+        this.journal,
+        (replyTo: Ref<JournalAnswer<number>>) => ({ type: "archive" as const, replyTo }),
+        5 * QUERY_TIMEOUT_MS,
+      ),
+    );
+  }
+
+  /** Statistics, event subscriptions and metrics of this node. */
+  get observe(): NodeObservers {
+    return this.observers!;
   }
 
   /** Health of every service actor on this node. */
@@ -148,12 +203,19 @@ export class BrokerNode {
     clearInterval(this.heartbeat);
     await this.api?.stop().catch(() => {});
     await this.admin?.stop().catch(() => {});
+    await this.observers?.stop();
     await Promise.all(this.followers.map((f) => f.stop()));
     await Promise.all([...this.ctx.mailboxes.values()].map((m) => m.stop()));
     if (this.system) stop(this.system);
     await this.ctx.events.close().catch(() => {});
     await this.ctx.bus.nc.drain().catch(() => {});
     await this.store?.close();
+    await this.observers?.close();
     this.ctx.log.info("broker node stopped");
   }
+}
+
+function answerOf<T>(answer: JournalAnswer<T>): T {
+  if (!answer.ok) throw new MagistralError(answer.error.code, answer.error.message);
+  return answer.result;
 }

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import rocks, { type BatchOp, type RocksLevel } from "@nxtedition/rocksdb";
 import { decodeValue, encodeValue } from "./envelope.ts";
+import { ErrorCode, MagistralError } from "./errors.ts";
 import type { MessageEvent } from "./events.ts";
 
 /** A journal record: one event, chained to the record before it. */
@@ -13,91 +14,238 @@ export interface JournalRecord {
   event: MessageEvent;
 }
 
-const SEQ_WIDTH = 16;
-const pad = (n: number) => n.toString().padStart(SEQ_WIDTH, "0");
-const key = {
-  record: (seq: number) => `r!${pad(seq)}`,
-  byMessage: (id: string, seq: number) => `m!${id}!${pad(seq)}`,
+/**
+ * A record as stored: the event's MessagePack bytes exactly as hashed, so
+ * verification never depends on re-encoding a decoded value the same way.
+ */
+export interface StoredRecord {
+  seq: number;
+  /** Raw SHA-256 of the previous record; empty for the first. */
+  prev: Uint8Array;
+  hash: Uint8Array;
+  e: Uint8Array;
+}
+
+/** Where the chain stands: the last record, and the last EVENTS message applied. */
+export interface JournalHead {
+  seq: number;
+  hash: Uint8Array;
+  streamSeq: number;
+}
+
+/** What has been moved out to archive files, so the chain still links across them. */
+export interface ArchiveHead {
+  /** Last record in the archive files; the first record left in RocksDB follows it. */
+  throughSeq: number;
+  hash: Uint8Array;
+  /** SHA-256 of the newest archive file; the next file names it as its predecessor. */
+  digest: Uint8Array;
+  file: string;
+}
+
+const SEQ_WIDTH = 12;
+const TIME_WIDTH = 13;
+const pad = (n: number, width: number) => n.toString().padStart(width, "0");
+const seqKey = (seq: number) => pad(seq, SEQ_WIDTH);
+const timeKey = (ms: number) => pad(Math.max(0, Math.floor(ms)), TIME_WIDTH);
+
+/** Key prefixes of the indexes: one RocksDB key each, the value empty. */
+export const INDEX = {
+  service: "s!",
+  agency: "a!",
+  outcome: "o!",
+  time: "t!",
+  message: "m!",
+} as const;
+
+export const KEY = {
+  record: (seq: number) => `r!${seqKey(seq)}`,
+  recordEnd: "r!~",
   head: "meta!head",
+  archive: "meta!archive",
 };
 
-export function recordHash(prev: string, eventBytes: Uint8Array): string {
-  return createHash("sha256").update(prev).update(eventBytes).digest("hex");
+/** SHA-256 of a record: the previous record's hash, then the event's bytes. */
+export function recordHash(prev: Uint8Array, eventBytes: Uint8Array): Uint8Array {
+  return createHash("sha256").update(prev).update(eventBytes).digest();
 }
+
+export const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+
+/** Every index key of one record; the same function builds and removes them. */
+export function indexKeys(event: MessageEvent, seq: number): string[] {
+  const tail = `${timeKey(event.at)}!${seqKey(seq)}`;
+  const keys = [`${INDEX.message}${event.id}!${seqKey(seq)}`, `${INDEX.time}${tail}`];
+  keys.push(`${INDEX.outcome}${event.type}!${tail}`);
+  if (event.service) keys.push(`${INDEX.service}${event.service}!${tail}`);
+  if (event.agency) keys.push(`${INDEX.agency}${event.agency}!${tail}`);
+  if (event.provider && event.provider !== event.agency) {
+    keys.push(`${INDEX.agency}${event.provider}!${tail}`);
+  }
+  return keys;
+}
+
+export function seqOfIndexKey(key: string): number {
+  return Number(key.slice(key.lastIndexOf("!") + 1));
+}
+
+export function toJournalRecord(stored: StoredRecord): JournalRecord {
+  return {
+    seq: stored.seq,
+    prev: hex(stored.prev),
+    hash: hex(stored.hash),
+    event: decodeValue(stored.e) as MessageEvent,
+  };
+}
+
+export function decodeStored(bytes: Uint8Array): StoredRecord {
+  return decodeValue(bytes) as StoredRecord;
+}
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * The materialized journal of one node in RocksDB: records in arrival
- * order, each carrying the hash of the one before, and an index by message id.
- * Appends are serialized so the chain has one head.
+ * order, each carrying the hash of the one before, and indexes by message
+ * id, service, agency, outcome and time. Writes are serialized so the chain
+ * has one head; each EVENTS batch is one RocksDB write batch.
  */
 export class JournalStore {
-  private head = { seq: 0, hash: "" };
-  private tail: Promise<void> = Promise.resolve();
+  private head: JournalHead = { seq: 0, hash: EMPTY, streamSeq: 0 };
+  private archived: ArchiveHead | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+  /**
+   * EVENTS sequence of a batch whose write failed: later batches are refused
+   * until it is written, so the skip of redelivered batches never skips it.
+   */
+  private retryFirst: number | undefined;
 
-  private constructor(private readonly db: RocksLevel) {}
+  private constructor(readonly db: RocksLevel) {}
 
   static async open(dir: string): Promise<JournalStore> {
     mkdirSync(dir, { recursive: true });
     const db = new rocks.RocksLevel(dir, { keyEncoding: "utf8", valueEncoding: "view" });
     await db.open();
     const store = new JournalStore(db);
-    const head = await db.get(key.head).catch(() => undefined);
-    if (head) store.head = decodeValue(head) as { seq: number; hash: string };
+    const [head, archived] = await db.getMany([KEY.head, KEY.archive]);
+    if (head) store.head = decodeValue(head) as JournalHead;
+    if (archived) store.archived = decodeValue(archived) as ArchiveHead;
     return store;
   }
 
-  /** Appends events in order; resolves once they are durable. */
-  append(events: MessageEvent[]): Promise<void> {
-    const run = this.tail.then(() => this.write(events));
+  /**
+   * Appends events in order; resolves with how many were written once they
+   * are durable. A batch whose EVENTS sequence is not past the last one
+   * applied is a redelivery of a batch already written, and is skipped.
+   */
+  append(events: MessageEvent[], streamSeq?: number): Promise<number> {
+    return this.serialize(() => this.write(events, streamSeq));
+  }
+
+  /** Runs `work` after every write queued before it, and before any queued after. */
+  serialize<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(work);
     this.tail = run.catch(() => {});
     return run;
   }
 
-  private async write(events: MessageEvent[]): Promise<void> {
+  private async write(events: MessageEvent[], streamSeq?: number): Promise<number> {
+    if (streamSeq !== undefined && streamSeq <= this.head.streamSeq) return 0;
+    if (this.retryFirst !== undefined && streamSeq !== this.retryFirst) {
+      throw new MagistralError(ErrorCode.UNAVAILABLE, "journal waits for a failed batch");
+    }
     const ops: BatchOp[] = [];
     let { seq, hash } = this.head;
     for (const event of events) {
-      const eventBytes = encodeValue(event);
+      const e = encodeValue(event);
       const prev = hash;
       seq += 1;
-      hash = recordHash(prev, eventBytes);
-      ops.push({
-        type: "put",
-        key: key.record(seq),
-        value: encodeValue({ seq, prev, hash, event }),
-      });
-      ops.push({ type: "put", key: key.byMessage(event.id, seq), value: new Uint8Array(0) });
+      hash = recordHash(prev, e);
+      ops.push({ type: "put", key: KEY.record(seq), value: encodeValue({ seq, prev, hash, e }) });
+      for (const key of indexKeys(event, seq)) ops.push({ type: "put", key, value: EMPTY });
     }
-    ops.push({ type: "put", key: key.head, value: encodeValue({ seq, hash }) });
-    await this.db.batch(ops);
-    this.head = { seq, hash };
+    const head = { seq, hash, streamSeq: streamSeq ?? this.head.streamSeq };
+    ops.push({ type: "put", key: KEY.head, value: encodeValue(head) });
+    try {
+      await this.db.batch(ops);
+    } catch (err) {
+      if (streamSeq !== undefined) this.retryFirst ??= streamSeq;
+      throw err;
+    }
+    if (streamSeq === this.retryFirst) this.retryFirst = undefined;
+    this.head = head;
+    return events.length;
   }
 
-  /** Every record of one message, in the order the steps happened. */
+  /** Every record of one message still in RocksDB, in the order the steps happened. */
   async trace(messageId: string): Promise<JournalRecord[]> {
-    const out: JournalRecord[] = [];
-    for await (const k of this.db.keys({ gt: `m!${messageId}!`, lt: `m!${messageId}!~` })) {
-      const seq = Number(k.slice(k.lastIndexOf("!") + 1));
-      const record = await this.get(seq);
-      if (record) out.push(record);
-    }
-    return out.sort((a, b) => a.event.at - b.event.at || a.seq - b.seq);
+    const prefix = `${INDEX.message}${messageId}!`;
+    const seqs: number[] = [];
+    for await (const k of this.db.keys({ gt: prefix, lt: `${prefix}~` }))
+      seqs.push(seqOfIndexKey(k));
+    const records = await this.getMany(seqs);
+    return records.sort((a, b) => a.event.at - b.event.at || a.seq - b.seq);
   }
 
   async get(seq: number): Promise<JournalRecord | undefined> {
-    const bytes = await this.db.get(key.record(seq)).catch(() => undefined);
-    return bytes ? (decodeValue(bytes) as JournalRecord) : undefined;
+    const [record] = await this.getMany([seq]);
+    return record;
+  }
+
+  /** The records of `seqs` that are still in RocksDB, in the order asked. */
+  async getMany(seqs: number[]): Promise<JournalRecord[]> {
+    if (seqs.length === 0) return [];
+    const values = await this.db.getMany(seqs.map(KEY.record));
+    return values.filter((v) => v !== undefined).map((v) => toJournalRecord(decodeStored(v)));
   }
 
   /** Records in sequence order, from `fromSeq` on. */
   async *records(fromSeq = 1): AsyncGenerator<JournalRecord> {
-    for await (const [, value] of this.db.iterator({ gte: key.record(fromSeq), lt: "r!~" })) {
-      yield decodeValue(value) as JournalRecord;
-    }
+    for await (const stored of this.stored(fromSeq)) yield toJournalRecord(stored);
   }
 
+  /** Records as stored, for verification and archiving. */
+  async *stored(fromSeq = 1): AsyncGenerator<StoredRecord> {
+    const range = { gte: KEY.record(fromSeq), lt: KEY.recordEnd };
+    for await (const [, value] of this.db.iterator(range)) yield decodeStored(value);
+  }
+
+  /** Seq of the first record still in RocksDB (after those archived). */
+  get firstSeq(): number {
+    return (this.archived?.throughSeq ?? 0) + 1;
+  }
+
+  get archiveHead(): ArchiveHead | undefined {
+    return this.archived;
+  }
+
+  /**
+   * Removes records up to `archive.throughSeq` with their index keys and
+   * records the archive head, in one write batch, after the archive file is
+   * safely on disk.
+   */
+  removeArchived(records: StoredRecord[], archive: ArchiveHead): Promise<void> {
+    return this.serialize(async () => {
+      const ops: BatchOp[] = [];
+      for (const stored of records) {
+        ops.push({ type: "del", key: KEY.record(stored.seq) });
+        const event = decodeValue(stored.e) as MessageEvent;
+        for (const key of indexKeys(event, stored.seq)) ops.push({ type: "del", key });
+      }
+      ops.push({ type: "put", key: KEY.archive, value: encodeValue(archive) });
+      await this.db.batch(ops);
+      this.archived = archive;
+    });
+  }
+
+  /** Number of records ever appended, archived ones included. */
   get size(): number {
     return this.head.seq;
+  }
+
+  /** The last EVENTS stream sequence applied. */
+  get streamSeq(): number {
+    return this.head.streamSeq;
   }
 
   async close(): Promise<void> {

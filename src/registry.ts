@@ -17,6 +17,13 @@ export interface Agency {
 
 export type ServiceStatus = "active" | "suspended" | "retired";
 
+/**
+ * What the journal keeps of a request: `full` the payload, content type and
+ * headers; `metadata` the content type and headers only; `none` neither
+ * (for personal data). Sizes, times and outcomes are always kept.
+ */
+export type JournalRetention = "full" | "metadata" | "none";
+
 /** Retry policy of a service. Every duration is in milliseconds. */
 export interface RetryPolicy {
   /** Delivery attempts before the message is dead-lettered. */
@@ -74,6 +81,8 @@ export interface ServiceDef {
   circuit: CircuitPolicy;
   /** Provider call time above which the operator is alerted. */
   latencyBudgetMs: number;
+  /** What the journal keeps of each request's content. */
+  journalRetention: JournalRetention;
   /**
    * A broadcast service is served by several provider agencies: each request
    * is delivered, with its own retries, to every one of `providers`.
@@ -93,6 +102,7 @@ export const SERVICE_DEFAULTS = {
   concurrency: 64,
   maxPayloadBytes: 512 * 1024,
   latencyBudgetMs: 5_000,
+  journalRetention: "metadata" as JournalRetention,
   broadcast: false,
   providers: [] as string[],
   circuit: DEFAULT_CIRCUIT,
