@@ -12,7 +12,10 @@ import * as alerts from "./admin/alerts.ts";
 import { type AdminContext, createContext } from "./admin/context.ts";
 import * as deadletters from "./admin/deadletters.ts";
 import * as health from "./admin/health.ts";
+import * as journal from "./admin/journal.ts";
 import * as services from "./admin/services.ts";
+import * as stats from "./admin/stats.ts";
+import * as subscriptions from "./admin/subscriptions.ts";
 import * as trace from "./admin/trace.ts";
 
 /** A group of commands of the admin script. */
@@ -20,7 +23,17 @@ export interface AdminTopic {
   register(program: Command, ctx: AdminContext): void;
 }
 
-const TOPICS: AdminTopic[] = [agencies, services, trace, health, deadletters, alerts];
+const TOPICS: AdminTopic[] = [
+  agencies,
+  services,
+  trace,
+  health,
+  deadletters,
+  alerts,
+  journal,
+  stats,
+  subscriptions,
+];
 
 const DEFAULT_WAIT_MS = 15_000;
 

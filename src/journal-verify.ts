@@ -2,6 +2,7 @@ import { readdir } from "node:fs/promises";
 import path from "node:path";
 import rocks from "@nxtedition/rocksdb";
 import { decodeValue } from "./envelope.ts";
+import { ErrorCode, MagistralError } from "./errors.ts";
 import { archiveDirOf, listArchiveFiles, readArchiveFile } from "./journal-archive.ts";
 import {
   type ArchiveHead,
@@ -96,7 +97,9 @@ export async function verifyJournal(journalDir: string, archiveDir: string, node
 /** Verifies every node's journal under `<dataDir>/journal/<node>`. */
 export async function verifyDataDir(dataDir: string): Promise<VerifyReport[]> {
   const root = path.join(dataDir, "journal");
-  const entries = await readdir(root, { withFileTypes: true });
+  const entries = await readdir(root, { withFileTypes: true }).catch((err) => {
+    throw new MagistralError(ErrorCode.NOT_FOUND, `no journal under ${dataDir}`, { cause: err });
+  });
   const nodes = entries.filter((e) => e.isDirectory()).map((e) => e.name);
   const reports: VerifyReport[] = [];
   for (const node of nodes.sort()) {
