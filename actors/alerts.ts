@@ -38,7 +38,14 @@ export type AlertInput = Omit<Alert, "id" | "node" | "at">;
 
 export type AlertsMsg =
   /** A state change of `topic` (e.g. `health`, `circuit`): alerted once across all nodes. */
-  | { type: "transition"; topic: string; state: string; alert: AlertInput }
+  | {
+      type: "transition";
+      topic: string;
+      state: string;
+      alert: AlertInput;
+      /** Alert only when the state recorded before was this one (e.g. back after lost). */
+      onlyFrom?: string;
+    }
   /** A one-off happening (a dead letter): alerted as it comes, throttled per service. */
   | { type: "event"; alert: AlertInput }
   | { type: "published"; alert: Alert };
@@ -128,8 +135,9 @@ function onTransition(
   const previous = state.chains.get(key) ?? Promise.resolve();
   const next = previous
     .then(() => claimTransition(bucket, key, msg.state))
-    .then((won) => {
-      if (won) onWon();
+    .then((previous) => {
+      if (previous === false) return;
+      if (msg.onlyFrom === undefined || previous === msg.onlyFrom) onWon();
     })
     .catch((err) => log.warn({ err, key }, "alert state not recorded"));
   state.chains.set(key, next);
@@ -138,8 +146,16 @@ function onTransition(
   });
 }
 
-/** Records `newState` under `key` unless it is already there; true if this call changed it. */
-async function claimTransition(bucket: KV, key: string, newState: string): Promise<boolean> {
+/**
+ * Records `newState` under `key` unless it is already there. Returns the
+ * state it replaced (undefined if none) when this call changed it, false
+ * when it did not.
+ */
+async function claimTransition(
+  bucket: KV,
+  key: string,
+  newState: string,
+): Promise<string | undefined | false> {
   for (let tries = 0; tries < 5; tries++) {
     const entry = await bucket.get(key);
     const current =
@@ -151,7 +167,7 @@ async function claimTransition(bucket: KV, key: string, newState: string): Promi
     try {
       if (entry) await bucket.update(key, value, entry.revision);
       else await bucket.create(key, value);
-      return true;
+      return current?.state;
     } catch {
       // Another node moved the state meanwhile: read it again.
     }

@@ -46,6 +46,8 @@ function brokerOptions(config: NodeConfig, servers: string[]) {
     nodeId: config.nodeId,
     dataDir: config.dataDir,
     replicas: config.replicas,
+    heartbeatMs: config.heartbeatMs,
+    alertWebhookUrl: config.alertWebhookUrl,
     nats: {
       servers,
       user: config.user,

@@ -4,6 +4,7 @@ import { dispatch, query, type Ref, start, stop } from "nact";
 import { type AlertsMsg, spawnAlerts } from "../actors/alerts.ts";
 import { type JournalAnswer, type JournalMsg, spawnJournal } from "../actors/journal.ts";
 import type { LaneHealth } from "../actors/lane.ts";
+import { watchMembership } from "../actors/membership.ts";
 import { type RegistryMsg, spawnRegistry } from "../actors/registry.ts";
 import { AdminApi } from "./admin-api.ts";
 import { AgencyApi, ensureReplyConsumer } from "./api.ts";
@@ -31,6 +32,8 @@ export interface BrokerOptions {
   dataDir: string;
   replicas?: number;
   log?: Logger;
+  /** How often this node writes its heartbeat; four missed beats make it lost. Default 5 s. */
+  heartbeatMs?: number;
   /** Operator alerts are also POSTed here as JSON. */
   alertWebhookUrl?: string;
   /** Port of this node's Prometheus GET /metrics; 0 picks a free one; absent serves none. */
@@ -39,7 +42,7 @@ export interface BrokerOptions {
   journalArchiveAfterMs?: number;
 }
 
-const HEARTBEAT_MS = 5_000;
+const DEFAULT_HEARTBEAT_MS = 5_000;
 const QUERY_TIMEOUT_MS = 10_000;
 
 /**
@@ -58,6 +61,8 @@ export class BrokerNode {
   private store: JournalStore | undefined;
   private observers: NodeObservers | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
+  private leave: (() => Promise<void>) | undefined;
+  private membership: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   view!: RegistryView;
 
@@ -69,6 +74,10 @@ export class BrokerNode {
     const node = new BrokerNode(opts);
     await node.boot();
     return node;
+  }
+
+  private get heartbeatMs(): number {
+    return this.opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   }
 
   get bus(): BusConnection {
@@ -92,6 +101,7 @@ export class BrokerNode {
 
     this.system = start();
     alerts = spawnAlerts(this.system, this.ctx, buckets.alerts, this.opts.alertWebhookUrl);
+    this.membership = watchMembership(this.ctx, buckets.brokers, this.heartbeatMs);
     const { registry, followers } = spawnRegistry(this.system, this.ctx, registryStore, this.view);
     this.registry = registry;
     this.followers = followers;
@@ -135,8 +145,10 @@ export class BrokerNode {
         .put(this.nodeId, encodeValue({ node: this.nodeId, at: Date.now(), pid: process.pid }))
         .catch((err) => this.ctx.log.warn({ err }, "heartbeat not written"));
     beat();
-    this.heartbeat = setInterval(beat, HEARTBEAT_MS);
+    this.heartbeat = setInterval(beat, this.heartbeatMs);
     this.heartbeat.unref();
+    // A node that leaves cleanly says so; one whose heartbeat just stops is lost.
+    this.leave = () => bucket.delete(this.nodeId).catch(() => {});
   }
 
   /** The journal records of one message on this node, in order. */
@@ -201,6 +213,8 @@ export class BrokerNode {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.heartbeat);
+    clearInterval(this.membership);
+    await this.leave?.();
     await this.api?.stop().catch(() => {});
     await this.admin?.stop().catch(() => {});
     await this.observers?.stop();

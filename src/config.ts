@@ -17,6 +17,10 @@ export interface NodeConfig {
   /** Credentials for the broker's own NATS connection. */
   user?: string;
   pass?: string;
+  /** Heartbeat period of the node in broker membership. */
+  heartbeatMs?: number;
+  /** Operator alerts are also POSTed to this URL as JSON. */
+  alertWebhookUrl?: string;
 }
 
 const DEFAULT_CONFIG_FILE = "magistral.config.json";
@@ -47,6 +51,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): NodeConfig {
   if (env.MAGISTRAL_NATS_PORT) config.embeddedPort = Number(env.MAGISTRAL_NATS_PORT);
   if (env.MAGISTRAL_NATS_USER) config.user = env.MAGISTRAL_NATS_USER;
   if (env.MAGISTRAL_NATS_PASS) config.pass = env.MAGISTRAL_NATS_PASS;
+  if (env.MAGISTRAL_HEARTBEAT_MS) config.heartbeatMs = Number(env.MAGISTRAL_HEARTBEAT_MS);
+  if (env.MAGISTRAL_ALERT_WEBHOOK) config.alertWebhookUrl = env.MAGISTRAL_ALERT_WEBHOOK;
   return config;
 }
 

@@ -75,7 +75,8 @@ export async function ensureInfrastructure(bus: BusConnection, replicas: number)
   for (const name of [BUCKET.agencies, BUCKET.services, BUCKET.schemas, BUCKET.subscriptions]) {
     await bus.kvm.create(name, { replicas, history: 5 });
   }
-  await bus.kvm.create(BUCKET.brokers, { replicas, history: 1, ttl: 15_000 });
+  // Heartbeats of a node that died stay a day, so its loss can be seen and alerted.
+  await bus.kvm.create(BUCKET.brokers, { replicas, history: 1, ttl: 24 * 3600_000 });
   await bus.kvm.create(BUCKET.alerts, { replicas, history: 1 });
 }
 

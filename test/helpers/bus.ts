@@ -2,7 +2,7 @@ import path from "node:path";
 import type { ExecutionContext } from "ava";
 import type { RunningNatsServer } from "../../cluster/nats-server.ts";
 import { AdminClient } from "../../src/admin-client.ts";
-import { BrokerNode } from "../../src/broker.ts";
+import { BrokerNode, type BrokerOptions } from "../../src/broker.ts";
 import { AgencyClient } from "../../src/client.ts";
 import { rootLogger } from "../../src/logger.ts";
 import { natsServer, tempDir } from "./nats.ts";
@@ -20,10 +20,13 @@ export interface TestBus {
 let nodeSeq = 0;
 
 /** A nats-server, one broker node and an admin connection, all closed at teardown. */
-export async function startBus(t: ExecutionContext): Promise<TestBus> {
+export async function startBus(
+  t: ExecutionContext,
+  options: Partial<BrokerOptions> = {},
+): Promise<TestBus> {
   const dir = tempDir(t);
   const server = await natsServer(t, dir);
-  const broker = await startBroker(t, server, dir);
+  const broker = await startBroker(t, server, dir, options);
   const admin = await AdminClient.connect({ servers: server.url });
   t.teardown(() => admin.close());
   const agency = async (id: string) => {
@@ -45,12 +48,18 @@ export async function startBus(t: ExecutionContext): Promise<TestBus> {
   };
 }
 
-export async function startBroker(t: ExecutionContext, server: RunningNatsServer, dir: string) {
+export async function startBroker(
+  t: ExecutionContext,
+  server: RunningNatsServer,
+  dir: string,
+  options: Partial<BrokerOptions> = {},
+) {
   const broker = await BrokerNode.start({
     nodeId: `node${++nodeSeq}`,
     nats: { servers: server.url },
     dataDir: dir,
     log: rootLogger.child({ test: path.basename(dir) }),
+    ...options,
   });
   t.teardown(() => broker.close());
   return broker;
