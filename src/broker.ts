@@ -1,5 +1,5 @@
 import path from "node:path";
-import type { ConnectionOptions } from "@nats-io/transport-node";
+import type { ConnectionOptions, Subscription } from "@nats-io/transport-node";
 import { dispatch, query, type Ref, start, stop } from "nact";
 import { type AlertsMsg, spawnAlerts } from "../actors/alerts.ts";
 import { type JournalAnswer, type JournalMsg, spawnJournal } from "../actors/journal.ts";
@@ -8,6 +8,7 @@ import { watchMembership } from "../actors/membership.ts";
 import { type RegistryMsg, spawnRegistry } from "../actors/registry.ts";
 import { AdminApi } from "./admin-api.ts";
 import { AgencyApi, ensureReplyConsumer } from "./api.ts";
+import { gatherHealth, serveAgencyHealth, serveNodeHealth } from "./cluster-health.ts";
 import { DeadLetters } from "./deadletter.ts";
 import { encodeValue } from "./envelope.ts";
 import { MagistralError } from "./errors.ts";
@@ -63,6 +64,7 @@ export class BrokerNode {
   private heartbeat: NodeJS.Timeout | undefined;
   private leave: (() => Promise<void>) | undefined;
   private membership: NodeJS.Timeout | undefined;
+  private healthSubs: Subscription[] = [];
   private closing: Promise<void> | undefined;
   view!: RegistryView;
 
@@ -128,13 +130,20 @@ export class BrokerNode {
       view: this.view,
       onAgencyPut: (agency) => ensureReplyConsumer(this.ctx, agency.id),
       trace: (id) => this.trace(id),
-      health: () => this.health(),
+      health: () => gatherHealth(this.ctx.bus.nc, buckets.brokers),
       deadLetters: new DeadLetters(this.ctx, this.view),
       journalSearch: (q) => this.journalSearch(q),
       journalArchive: () => this.journalArchive(),
       observers: this.observers,
     });
     this.admin.start();
+    this.healthSubs = [
+      serveNodeHealth(bus.nc, () => this.health()),
+      serveAgencyHealth(bus.nc, buckets.brokers, (_agency, service) => {
+        const def = this.view.get(service);
+        return def !== undefined && def.status !== "retired";
+      }),
+    ];
     this.startHeartbeat(buckets.brokers);
     log.info({ replicas: this.opts.replicas ?? 1 }, "broker node started");
   }
@@ -214,6 +223,7 @@ export class BrokerNode {
   private async shutdown(): Promise<void> {
     clearInterval(this.heartbeat);
     clearInterval(this.membership);
+    for (const sub of this.healthSubs) sub.unsubscribe();
     await this.leave?.();
     await this.api?.stop().catch(() => {});
     await this.admin?.stop().catch(() => {});

@@ -15,6 +15,7 @@ import {
   type SubscribeOptions,
   type SubscribeReply,
 } from "./client-events.ts";
+import type { ServiceHealthSummary } from "./cluster-health.ts";
 import {
   decodeEnvelope,
   decodeValue,
@@ -252,6 +253,21 @@ export class AgencyClient {
       if (oldest !== undefined) this.seen.delete(oldest);
     }
     return false;
+  }
+
+  /** Health of the services this agency can call (or one), summarized across broker nodes. */
+  async health(service?: string): Promise<ServiceHealthSummary[]> {
+    const body = service ? { service } : {};
+    const msg = await this.nc.request(subject.api(this.agency, "health"), encodeValue(body), {
+      timeout: 15_000,
+    });
+    const reply = decodeValue(msg.data) as {
+      ok: boolean;
+      health?: ServiceHealthSummary[];
+      error?: WireError;
+    };
+    if (!reply.ok) throw new RequestFailedError(reply.error!);
+    return reply.health!;
   }
 
   /** Where one of this agency's messages is (GetStatus). */

@@ -4,7 +4,8 @@ import type { LaneHealth } from "../actors/lane.ts";
 import { RequestFailedError } from "../src/client.ts";
 import type { DeadLetter } from "../src/deadletter.ts";
 import type { ServiceDef } from "../src/registry.ts";
-import { startBus, type TestBus, waitFor } from "./helpers/bus.ts";
+import { startBroker, startBus, type TestBus, waitFor } from "./helpers/bus.ts";
+import { tempDir } from "./helpers/nats.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -194,4 +195,23 @@ test("an open circuit stops calling: waiting requests stay in the stream", async
   t.is(stream.state.messages, 30);
   const health = await bus.admin.call<LaneHealth[]>("service.health");
   t.is(health.find((h) => h.service === "gate")?.circuit, "open");
+});
+
+test("health is gathered from every broker node, for operators and for agencies", async (t) => {
+  const bus = await startBus(t);
+  const second = await startBroker(t, bus.server, tempDir(t));
+  const fns = await bus.addAgency("fns");
+  const mfc = await bus.addAgency("mfc");
+  await register(bus, { id: "watched", owner: "fns" });
+  await waitFor(() => second.view.get("watched") !== undefined);
+  fns.provide("watched", () => "<ok/>");
+  await mfc.request("watched", "<q/>");
+
+  const lanes = await bus.admin.call<LaneHealth[]>("service.health");
+  const nodes = lanes.filter((l) => l.service === "watched").map((l) => l.node);
+  t.deepEqual(nodes.sort(), [bus.broker.nodeId, second.nodeId].sort());
+  const [summary] = await mfc.health("watched");
+  t.is(summary?.state, "up");
+  t.is(summary?.nodes, 2);
+  t.truthy(summary?.lastSuccessAt);
 });

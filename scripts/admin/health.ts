@@ -12,7 +12,7 @@ import { formatTime, table } from "./output.ts";
 export function register(program: Command, ctx: AdminContext): void {
   program
     .command("health")
-    .description("health of every service's provider lanes, as seen by the node that answers")
+    .description("health of every service's provider lanes, as seen by each broker node")
     .action(async () => {
       const health = await ctx.call<LaneHealth[]>("service.health");
       health.sort(
@@ -24,10 +24,21 @@ export function register(program: Command, ctx: AdminContext): void {
 
 function healthTable(rows: LaneHealth[]): string {
   return table(
-    ["SERVICE", "PROVIDER", "STATE", "CIRCUIT", "IN FLIGHT", "DELIVERED", "FAILED", "LAST ERROR"],
+    [
+      "SERVICE",
+      "PROVIDER",
+      "NODE",
+      "STATE",
+      "CIRCUIT",
+      "IN FLIGHT",
+      "DELIVERED",
+      "FAILED",
+      "LAST ERROR",
+    ],
     rows.map((h) => [
       h.service,
       h.provider,
+      h.node,
       h.state,
       h.circuit,
       h.inFlight,

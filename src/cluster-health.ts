@@ -1,0 +1,123 @@
+import type { KV } from "@nats-io/kv";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { HealthState, LaneHealth } from "../actors/lane.ts";
+import { decodeValue, encodeValue } from "./envelope.ts";
+import { agencyOfApiSubject, BROKER_QUEUE_GROUP } from "./subjects.ts";
+
+/** Every broker node answers here with the health of its own lanes (no queue group). */
+export const NODE_HEALTH_SUBJECT = "mg.broker.health";
+
+const GATHER_WAIT_MS = 1_000;
+
+/** Answers health requests with this node's lanes. */
+export function serveNodeHealth(
+  nc: NatsConnection,
+  local: () => Promise<LaneHealth[]>,
+): Subscription {
+  return nc.subscribe(NODE_HEALTH_SUBJECT, {
+    callback: (_err, m) => {
+      local().then(
+        (lanes) => m.respond(encodeValue(lanes)),
+        () => m.respond(encodeValue([])),
+      );
+    },
+  });
+}
+
+/**
+ * The lanes of every live broker node: asks them all at once and waits for
+ * as many answers as the membership bucket has live nodes, or a second.
+ */
+export async function gatherHealth(nc: NatsConnection, brokers: KV): Promise<LaneHealth[]> {
+  const expected = await liveNodes(brokers);
+  const replies = await nc.requestMany(NODE_HEALTH_SUBJECT, new Uint8Array(0), {
+    strategy: "count",
+    maxMessages: Math.max(1, expected),
+    maxWait: GATHER_WAIT_MS,
+  });
+  const lanes: LaneHealth[] = [];
+  for await (const m of replies) {
+    if (m.data.length > 0) lanes.push(...(decodeValue(m.data) as LaneHealth[]));
+  }
+  return lanes;
+}
+
+async function liveNodes(brokers: KV): Promise<number> {
+  let count = 0;
+  for await (const _ of await brokers.keys()) count++;
+  return count;
+}
+
+const RANK: Record<HealthState, number> = { up: 0, degraded: 1, down: 2 };
+
+/** One line per service and provider: the worst state any node sees, the latest times. */
+export interface ServiceHealthSummary {
+  service: string;
+  provider: string;
+  state: HealthState;
+  nodes: number;
+  inFlight: number;
+  lastSuccessAt?: number;
+  lastFailureAt?: number;
+}
+
+export function summarize(lanes: LaneHealth[]): ServiceHealthSummary[] {
+  const byLane = new Map<string, ServiceHealthSummary>();
+  for (const l of lanes) {
+    const key = `${l.service}/${l.provider}`;
+    const s = byLane.get(key) ?? {
+      service: l.service,
+      provider: l.provider,
+      state: "up",
+      nodes: 0,
+      inFlight: 0,
+    };
+    if (RANK[l.state] > RANK[s.state]) s.state = l.state;
+    s.nodes++;
+    s.inFlight += l.inFlight;
+    s.lastSuccessAt = latest(s.lastSuccessAt, l.lastSuccessAt);
+    s.lastFailureAt = latest(s.lastFailureAt, l.lastFailureAt);
+    byLane.set(key, s);
+  }
+  return [...byLane.values()];
+}
+
+function latest(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.max(a, b);
+}
+
+/**
+ * `mg.api.<agency>.health`: the summarized health of the services the
+ * agency can see (all registered, non-retired services), optionally one.
+ */
+export function serveAgencyHealth(
+  nc: NatsConnection,
+  brokers: KV,
+  visible: (agency: string, service: string) => boolean,
+): Subscription {
+  return nc.subscribe("mg.api.*.health", {
+    queue: BROKER_QUEUE_GROUP,
+    callback: (_err, m) => {
+      const agency = agencyOfApiSubject(m.subject)!;
+      const body = (m.data.length ? decodeValue(m.data) : {}) as { service?: unknown };
+      gatherHealth(nc, brokers).then(
+        (lanes) => {
+          const wanted = typeof body?.service === "string" ? body.service : undefined;
+          const health = summarize(lanes).filter(
+            (h) => visible(agency, h.service) && (wanted === undefined || h.service === wanted),
+          );
+          m.respond(encodeValue({ ok: true, health }));
+        },
+        () =>
+          m.respond(
+            encodeValue({
+              ok: false,
+              error: { code: "UNAVAILABLE", message: "health not gathered", retryable: true },
+            }),
+          ),
+      );
+    },
+  });
+}
