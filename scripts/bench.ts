@@ -1,0 +1,216 @@
+// `npm run bench`: the bus measured side by side with raw JetStream, raw
+// core NATS request/reply and a peer (Moleculer), all against one embedded
+// nats-server on 127.0.0.1. `--quick` runs in under a minute; `--scale`
+// measures many registered services instead (scripts/bench/scale.ts).
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Command } from "commander";
+import { startNatsServer } from "../cluster/nats-server.ts";
+import { repo } from "./bench/broker.ts";
+import { benchMagistral, type MagistralResult } from "./bench/magistral.ts";
+import { benchMoleculer, type MoleculerResult } from "./bench/moleculer.ts";
+import { benchCoreRequest, benchJetStream, type JetStreamResult } from "./bench/raw.ts";
+import { machine, type Row, rowOf, table, writeResults } from "./bench/report.ts";
+import type { CallBenchResult, PhasePlan } from "./bench/runner.ts";
+import { runScale } from "./bench/scale.ts";
+
+interface BenchOptions {
+  quick?: boolean;
+  scale?: boolean;
+  profile?: boolean;
+  only?: string;
+  inFlight: string;
+  concurrency: string;
+}
+
+const FULL: { payloads: number[]; plan: PhasePlan } = {
+  payloads: [256, 4096, 65536],
+  plan: {
+    inFlight: 500,
+    warmupMs: 2_000,
+    saturationMs: 8_000,
+    ratesPerSec: [100, 1_000, 5_000],
+    rateMs: 8_000,
+    maxInFlight: 5_000,
+  },
+};
+
+const QUICK: typeof FULL = {
+  payloads: [256],
+  plan: {
+    inFlight: 500,
+    warmupMs: 500,
+    saturationMs: 2_500,
+    ratesPerSec: [100, 1_000, 5_000],
+    rateMs: 1_500,
+    maxInFlight: 5_000,
+  },
+};
+
+const SYSTEMS = ["jetstream", "core", "magistral", "moleculer"] as const;
+type System = (typeof SYSTEMS)[number];
+
+const log = (line: string) => console.log(line);
+
+async function main(): Promise<void> {
+  const opts = new Command()
+    .option("--quick", "one payload, short phases: under a minute")
+    .option("--scale", "10, 1,000 and 10,000 registered services instead")
+    .option("--profile", "write a CPU profile of the broker child to bench-results/profiles")
+    .option("--only <systems>", `comma-separated subset of ${SYSTEMS.join(",")}`)
+    .option("--in-flight <n>", "calls in flight at saturation", "500")
+    .option("--concurrency <n>", "the bench service's calls in flight per broker node", "500")
+    .parse()
+    .opts<BenchOptions>();
+  if (opts.scale) {
+    await runScale({ quick: opts.quick ?? false, log });
+    return;
+  }
+  await runComparison(opts);
+}
+
+async function runComparison(opts: BenchOptions): Promise<void> {
+  const preset = opts.quick ? QUICK : FULL;
+  const plan = { ...preset.plan, inFlight: Number(opts.inFlight) };
+  const only = new Set((opts.only?.split(",") ?? SYSTEMS) as System[]);
+  const host = machine();
+  log(`bench: ${host.nproc} cpus (${host.cpuModel}), node ${host.node}, ${host.natsServer}`);
+  log(`load average before: ${host.loadAvgBefore.join(" ")}`);
+
+  const dir = mkdtempSync(path.join(os.tmpdir(), "mg-bench-"));
+  const server = await startNatsServer({ name: "bench", storeDir: path.join(dir, "js") });
+  const natsPid = server.process.pid!;
+  const jetstream: JetStreamResult[] = [];
+  const core: { payloadBytes: number; result: CallBenchResult }[] = [];
+  let magistral: MagistralResult | undefined;
+  let moleculer: MoleculerResult[] | undefined;
+  let moleculerError: string | undefined;
+  try {
+    for (const payloadBytes of preset.payloads) {
+      if (only.has("jetstream")) {
+        log(`  raw jetstream, ${payloadBytes} B`);
+        jetstream.push(await benchJetStream(server.url, natsPid, payloadBytes, plan, log));
+      }
+      if (only.has("core")) {
+        log(`  raw core request/reply, ${payloadBytes} B`);
+        core.push({
+          payloadBytes,
+          result: await benchCoreRequest(server.url, natsPid, payloadBytes, plan, log),
+        });
+      }
+    }
+    if (only.has("magistral")) {
+      magistral = await benchMagistral({
+        servers: server.url,
+        natsPid,
+        dataDir: path.join(dir, "broker"),
+        payloads: preset.payloads,
+        plan,
+        serviceConcurrency: Number(opts.concurrency),
+        cpuProfileDir: opts.profile ? path.join(repo, "bench-results", "profiles") : undefined,
+        log,
+      });
+    }
+    if (only.has("moleculer")) {
+      try {
+        moleculer = await benchMoleculer(server.url, natsPid, preset.payloads, plan, log);
+      } catch (err) {
+        moleculerError = err instanceof Error ? err.message : String(err);
+        log(`  moleculer did not run: ${moleculerError}`);
+      }
+    }
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  host.loadAvgAfter = os.loadavg().map((n) => Math.round(n * 100) / 100);
+
+  const rows = tableRows(jetstream, core, magistral, moleculer);
+  log("");
+  log(table(rows));
+  if (magistral) {
+    log(
+      `magistral: broker start ${magistral.brokerStartMs} ms, peak RSS ` +
+        `${Math.round(magistral.brokerPeakRssMiB)} MiB, journal ${Math.round(magistral.journalBytesPerMsg)} ` +
+        `B/msg, stats ${Math.round(magistral.statsBytesPerMsg)} B/msg over ${magistral.requests} requests`,
+    );
+  }
+  const summary = summaryLine(jetstream, magistral, moleculer);
+  const file = writeResults(repo, opts.quick ? "bench-quick" : "bench", {
+    machine: host,
+    plan,
+    payloads: preset.payloads,
+    serviceConcurrency: Number(opts.concurrency),
+    jetstream,
+    core,
+    magistral,
+    moleculer,
+    moleculerError,
+    rows,
+    summary,
+  });
+  log(
+    `load average after: ${host.loadAvgAfter.join(" ")}; results in ${path.relative(repo, file)}`,
+  );
+  log(summary);
+}
+
+function tableRows(
+  jetstream: JetStreamResult[],
+  core: { payloadBytes: number; result: CallBenchResult }[],
+  magistral: MagistralResult | undefined,
+  moleculer: MoleculerResult[] | undefined,
+): Row[] {
+  const rows: Row[] = [];
+  for (const js of jetstream) {
+    rows.push({
+      ...rowOf("jetstream publish", js.payloadBytes, js.latency),
+      ...publishFigures(js),
+    });
+    rows.push({
+      system: "jetstream consume+ack",
+      payloadBytes: js.payloadBytes,
+      saturationPerSec: Math.round(js.consume.opsPerSec),
+      saturationP99Ms: Number.NaN,
+      rates: [],
+      cpu: js.consume.cpu,
+    });
+  }
+  for (const c of core) rows.push(rowOf("core request/reply", c.payloadBytes, c.result));
+  for (const m of magistral?.byPayload ?? [])
+    rows.push(rowOf("magistral e2e", m.payloadBytes, m, m.brokerRssMiB));
+  for (const m of moleculer ?? []) rows.push(rowOf(`moleculer ${m.version}`, m.payloadBytes, m));
+  return rows;
+}
+
+function publishFigures(js: JetStreamResult) {
+  return {
+    saturationPerSec: Math.round(js.publish.opsPerSec),
+    saturationP99Ms: js.publish.latency.p99Ms,
+    cpu: js.publish.cpu,
+  };
+}
+
+/** `bench: e2e/jetstream=<ratio> e2e/moleculer=<ratio> p99@1000=<ms>`, at 256 B. */
+function summaryLine(
+  jetstream: JetStreamResult[],
+  magistral: MagistralResult | undefined,
+  moleculer: MoleculerResult[] | undefined,
+): string {
+  const e2e = magistral?.byPayload.find((m) => m.payloadBytes === 256);
+  const js = jetstream.find((j) => j.payloadBytes === 256);
+  const peer = moleculer?.find((m) => m.payloadBytes === 256);
+  const ratio = (a?: number, b?: number) => (a && b ? (a / b).toFixed(2) : "n/a");
+  const p99 = e2e?.rates.find((r) => r.offeredPerSec === 1_000)?.latency.p99Ms;
+  return (
+    `bench: e2e/jetstream=${ratio(e2e?.saturation.opsPerSec, js?.publish.opsPerSec)} ` +
+    `e2e/moleculer=${ratio(e2e?.saturation.opsPerSec, peer?.saturation.opsPerSec)} ` +
+    `p99@1000=${p99 === undefined ? "n/a" : p99.toFixed(2)}`
+  );
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,153 @@
+// A broker node for the benchmark: `scripts/start.ts` (what `npm start`
+// runs) as a child process joined to the bench's nats-server, so its CPU
+// and memory are measured apart from the load generator's.
+import { type ChildProcess, spawn } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { AdminClient } from "../../src/admin-client.ts";
+import { AgencyClient } from "../../src/client.ts";
+import { sleep } from "./measure.ts";
+
+export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+export interface BrokerChild {
+  child: ChildProcess;
+  pid: number;
+  nodeId: string;
+  /** Milliseconds from spawn until the node said it is running. */
+  startMs: number;
+  /** Sends SIGTERM and waits for a clean exit (which also writes a CPU profile). */
+  stop(): Promise<void>;
+}
+
+export interface BrokerChildOptions {
+  servers: string;
+  nodeId: string;
+  dataDir: string;
+  replicas?: number;
+  /** Where `node --cpu-prof` writes the broker's profile; absent profiles nothing. */
+  cpuProfileDir?: string;
+}
+
+export async function startBrokerChild(opts: BrokerChildOptions): Promise<BrokerChild> {
+  const nodeArgs = opts.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
+  const started = performance.now();
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, "--import", "tsx", path.join(repo, "scripts/start.ts")],
+    {
+      cwd: repo,
+      env: {
+        ...process.env,
+        MAGISTRAL_NATS: opts.servers,
+        MAGISTRAL_NODE_ID: opts.nodeId,
+        MAGISTRAL_DATA_DIR: opts.dataDir,
+        MAGISTRAL_REPLICAS: String(opts.replicas ?? 1),
+        MAGISTRAL_LOG_LEVEL: "info",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  await waitForRunning(child);
+  const startMs = performance.now() - started;
+  return {
+    child,
+    pid: child.pid!,
+    nodeId: opts.nodeId,
+    startMs,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+function waitForRunning(child: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), 60_000);
+    const onData = (chunk: Buffer) => {
+      out = (out + chunk.toString()).slice(-4_000);
+      if (!out.includes("magistral is running")) return;
+      clearTimeout(timer);
+      child.stdout?.off("data", onData);
+      // Keep reading, so a chatty broker never blocks on a full pipe.
+      child.stdout?.resume();
+      resolve();
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", (chunk: Buffer) => {
+      out = (out + chunk.toString()).slice(-4_000);
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`broker exited with ${code}: ${out}`));
+    });
+  });
+}
+
+/** Registers the consumer and provider agencies of the benchmark and connects as each. */
+export async function benchAgencies(servers: string) {
+  const admin = await AdminClient.connect({ servers });
+  await admin.call("agency.put", {
+    id: "bench-provider",
+    name: "Bench provider",
+    roles: ["provider"],
+  });
+  await admin.call("agency.put", {
+    id: "bench-consumer",
+    name: "Bench consumer",
+    roles: ["consumer"],
+  });
+  const provider = await AgencyClient.connect({ agency: "bench-provider", nats: { servers } });
+  const consumer = await AgencyClient.connect({ agency: "bench-consumer", nats: { servers } });
+  await retry(() => consumer.openReplies(), 30_000);
+  return { admin, provider, consumer };
+}
+
+/** A plain service of the bench provider: no schema, so the bus itself is measured. */
+export function benchService(id: string, concurrency: number) {
+  return {
+    service: {
+      id,
+      owner: "bench-provider",
+      description: "benchmark echo",
+      concurrency,
+      callTimeoutMs: 10_000,
+    },
+  };
+}
+
+/** Calls `work` until it succeeds or `timeoutMs` passes. */
+export async function retry<T>(work: () => Promise<T>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await work();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(50);
+    }
+  }
+}
+
+/** Bytes of every file under `dir`. */
+export function dirBytes(dir: string): number {
+  let total = 0;
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  for (const name of entries) {
+    const full = path.join(dir, name);
+    const st = statSync(full);
+    total += st.isDirectory() ? dirBytes(full) : st.size;
+  }
+  return total;
+}

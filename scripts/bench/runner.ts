@@ -1,0 +1,68 @@
+// Runs one request/reply system through the same phases: warm-up,
+// saturation (closed loop), then each fixed offered rate (open loop), with
+// the CPU spent per message by each process that took part.
+import {
+  type Call,
+  type CpuCost,
+  cpuMeter,
+  fixedRate,
+  type RateResult,
+  type SaturationResult,
+  saturate,
+} from "./measure.ts";
+
+/** How long and how hard each phase runs. */
+export interface PhasePlan {
+  /** Calls in flight at saturation. */
+  inFlight: number;
+  saturationMs: number;
+  warmupMs: number;
+  /** Offered loads for the latency phases, requests per second. */
+  ratesPerSec: number[];
+  rateMs: number;
+  /** Past this many calls waiting, an open-loop phase sheds load instead of queueing without end. */
+  maxInFlight: number;
+}
+
+export interface Processes {
+  natsPid: number;
+  /** A broker in a child process, so its CPU is measured apart from the bench's. */
+  brokerPid?: number;
+}
+
+export type Measured<T> = T & { cpu: CpuCost };
+
+export interface CallBenchResult {
+  saturation: Measured<SaturationResult>;
+  rates: Measured<RateResult>[];
+}
+
+export async function benchCalls(
+  call: Call,
+  plan: PhasePlan,
+  procs: Processes,
+  log: (line: string) => void,
+): Promise<CallBenchResult> {
+  await saturate(call, { inFlight: plan.inFlight, durationMs: plan.warmupMs });
+
+  let meter = cpuMeter(procs.natsPid, procs.brokerPid);
+  const sat = await saturate(call, { inFlight: plan.inFlight, durationMs: plan.saturationMs });
+  const saturation = { ...sat, cpu: meter.per(sat.ops) };
+  log(`    saturation: ${Math.round(sat.opsPerSec)}/s, p99 ${sat.latency.p99Ms} ms`);
+
+  const rates: Measured<RateResult>[] = [];
+  for (const ratePerSec of plan.ratesPerSec) {
+    meter = cpuMeter(procs.natsPid, procs.brokerPid);
+    const r = await fixedRate(call, {
+      ratePerSec,
+      durationMs: plan.rateMs,
+      maxInFlight: plan.maxInFlight,
+    });
+    rates.push({ ...r, cpu: meter.per(r.ops) });
+    log(
+      `    @${ratePerSec}/s: achieved ${Math.round(r.achievedPerSec)}/s, ` +
+        `p50 ${r.latency.p50Ms} p99 ${r.latency.p99Ms} ms, shed ${r.shed}`,
+    );
+  }
+  return { saturation, rates };
+}

@@ -1,0 +1,6 @@
+export async function runScale(_opts: {
+  quick: boolean;
+  log: (line: string) => void;
+}): Promise<void> {
+  throw new Error("not yet");
+}
