@@ -287,7 +287,9 @@ function onSettled(
     recordOutcome(circuitOwner(ctx, state, self), lane, false);
 
   const delayMs = retryDelayMs(def.retry, attempt);
-  const attemptsLeft = attempt < def.retry.attempts;
+  // A provider may say its fault is final (the request can never succeed): no retry then.
+  const final = !outcome.error.retryable;
+  const attemptsLeft = attempt < def.retry.attempts && !final;
   const nextAt = Date.now() + delayMs;
   const willRetry = attemptsLeft && nextAt < expiresAt(env, def.retry);
   ctx.events.emit({
@@ -301,17 +303,19 @@ function onSettled(
     msg.nak(delayMs);
     return finish(lane);
   }
-  const reason = attemptsLeft
-    ? {
-        code: ErrorCode.EXPIRED,
-        message: "lifetime ends before the next attempt",
-        retryable: false,
-      }
-    : {
-        ...outcome.error,
-        message: `attempts spent; last: ${outcome.error.message}`,
-        retryable: false,
-      };
+  const reason = final
+    ? { ...outcome.error, message: `provider refused for good: ${outcome.error.message}` }
+    : attemptsLeft
+      ? {
+          code: ErrorCode.EXPIRED,
+          message: "lifetime ends before the next attempt",
+          retryable: false,
+        }
+      : {
+          ...outcome.error,
+          message: `attempts spent; last: ${outcome.error.message}`,
+          retryable: false,
+        };
   startDeadLetter(ctx, state, lane, msg, env, reason, attempt, self);
 }
 

@@ -222,9 +222,22 @@ export class AdminApi {
     const bundle = toBundle(input);
     // Compile once here, so a broken schema is refused at registration, not at the first submit.
     compileSchema(`check-${id}-${Date.now()}`, bundle).dispose();
+    const namespace =
+      bundle.kind === "xsd"
+        ? (input.namespace ?? xsdTargetNamespace(bundle.files[bundle.main]!) ?? "")
+        : "";
+    if (bundle.kind === "xsd" && input.rootElement) {
+      // Unnamed XML requests are routed by their root: two services cannot share one.
+      const holder = this.deps.view.serviceForRoot(namespace, input.rootElement);
+      if (holder && holder !== id) {
+        throw new MagistralError(
+          ErrorCode.BAD_REQUEST,
+          `root element {${namespace}}${input.rootElement} already routes to ${holder}`,
+        );
+      }
+    }
     const revision = await this.deps.store.putSchema(id, bundle);
     if (bundle.kind === "json") return { kind: "json", revision };
-    const namespace = input.namespace ?? xsdTargetNamespace(bundle.files[bundle.main]!) ?? "";
     return { kind: "xsd", namespace, rootElement: input.rootElement, revision };
   }
 

@@ -68,6 +68,21 @@ export class RequestFailedError extends MagistralError {
   }
 }
 
+/**
+ * Thrown by a provider handler to answer with a fault. A fault that is not
+ * retryable (the request can never succeed) ends delivery at once: the
+ * consumer gets a final status. Any other error thrown is retried.
+ */
+export class ProviderFault extends Error {
+  override readonly name = "ProviderFault";
+  constructor(
+    message: string,
+    readonly retryable = true,
+  ) {
+    super(message);
+  }
+}
+
 const encoder = new TextEncoder();
 const SEEN_LIMIT = 10_000;
 
@@ -391,7 +406,11 @@ function fault(correlationId: string, err: unknown): Envelope {
     correlationId: /^[A-Za-z0-9_-]{1,128}$/.test(correlationId) ? correlationId : undefined,
     createdAt: Date.now(),
     payload: new Uint8Array(0),
-    error: { code: ErrorCode.PROVIDER_FAULT, message: message.slice(0, 1000), retryable: true },
+    error: {
+      code: ErrorCode.PROVIDER_FAULT,
+      message: message.slice(0, 1000),
+      retryable: !(err instanceof ProviderFault && !err.retryable),
+    },
   };
 }
 

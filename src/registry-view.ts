@@ -80,6 +80,11 @@ export class RegistryView {
     return def;
   }
 
+  /** The service that unnamed XML requests with this root element go to, if any. */
+  serviceForRoot(namespace: string, rootElement: string): string | undefined {
+    return this.byXmlRoot.get(rootKey(namespace, rootElement));
+  }
+
   private routeByXml(payload: Uint8Array): string | undefined {
     const root = xmlRoot(payload);
     return root ? this.byXmlRoot.get(rootKey(root.namespace, root.rootElement)) : undefined;

@@ -1,7 +1,7 @@
 import test from "ava";
 import type { Alert } from "../actors/alerts.ts";
 import type { LaneHealth } from "../actors/lane.ts";
-import { RequestFailedError } from "../src/client.ts";
+import { ProviderFault, RequestFailedError } from "../src/client.ts";
 import type { DeadLetter } from "../src/deadletter.ts";
 import type { ServiceDef } from "../src/registry.ts";
 import { startBroker, startBus, type TestBus, waitFor } from "./helpers/bus.ts";
@@ -214,4 +214,54 @@ test("health is gathered from every broker node, for operators and for agencies"
   t.is(summary?.state, "up");
   t.is(summary?.nodes, 2);
   t.truthy(summary?.lastSuccessAt);
+});
+
+test("a provider fault marked final ends delivery at the first attempt", async (t) => {
+  const bus = await startBus(t);
+  const fns = await bus.addAgency("fns");
+  const mfc = await bus.addAgency("mfc");
+  await register(bus, { id: "strict", owner: "fns" });
+  let calls = 0;
+  fns.provide("strict", () => {
+    calls++;
+    throw new ProviderFault("no such taxpayer", false);
+  });
+  const err = await t.throwsAsync(mfc.request("strict", "<q/>", { id: "final-1" }), {
+    instanceOf: RequestFailedError,
+  });
+  t.is(err?.code, "PROVIDER_FAULT");
+  t.regex(err?.message ?? "", /no such taxpayer/);
+  t.is(calls, 1);
+  await waitFor(async () => (await mfc.status("final-1")).state === "dead-lettered");
+});
+
+test("two services cannot claim the same XML root element", async (t) => {
+  const bus = await startBus(t);
+  await bus.addAgency("fns");
+  const xsd = (ns: string) =>
+    `<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="${ns}" elementFormDefault="qualified"><xs:element name="Req" type="xs:string"/></xs:schema>`;
+  const schema = (ns: string) => ({
+    kind: "xsd",
+    main: "s.xsd",
+    files: { "s.xsd": xsd(ns) },
+    rootElement: "Req",
+  });
+  await bus.admin.call("service.put", {
+    service: { id: "first", owner: "fns" },
+    schema: schema("urn:a"),
+  });
+  await waitFor(() => bus.broker.view.get("first") !== undefined);
+  const err = await t.throwsAsync(
+    bus.admin.call("service.put", {
+      service: { id: "second", owner: "fns" },
+      schema: schema("urn:a"),
+    }),
+  );
+  t.regex(err?.message ?? "", /already routes to first/);
+  await t.notThrowsAsync(
+    bus.admin.call("service.put", {
+      service: { id: "second", owner: "fns" },
+      schema: schema("urn:b"),
+    }),
+  );
 });
