@@ -105,3 +105,19 @@ test("nats-server restarted under load: the broker reconnects and its consumers 
   const reply = await mfc.request("after-restart", "<q/>", { timeoutMs: 20_000 });
   t.is(new TextDecoder().decode(reply.payload), "<fresh/>");
 });
+
+test("a durable consumer that vanishes is recreated and delivery goes on", async (t) => {
+  const dir = tempDir(t);
+  const server = await natsServer(t, dir);
+  const broker = await startBroker(t, server, dir);
+  const { fns, mfc } = await connectAll(t, server.url);
+  await waitFor(() => broker.view.get("extract") !== undefined);
+  fns.provide("extract", (req) => `<ok id="${req.id}"/>`);
+  await mfc.request("extract", "<q/>", { timeoutMs: 10_000 });
+
+  await broker.bus.jsm.consumers.delete("MG_QUEUE", "svc_extract");
+  const answer = await mfc.request("extract", "<again/>", { timeoutMs: 60_000 });
+  t.regex(new TextDecoder().decode(answer.payload), /<ok id=/);
+  const info = await broker.bus.jsm.consumers.info("MG_QUEUE", "svc_extract");
+  t.is(info.name, "svc_extract");
+});
