@@ -7,6 +7,7 @@ import { type JournalPage, type JournalQuery, searchJournal } from "../src/journ
 import type { JournalRecord, JournalStore } from "../src/journal-store.ts";
 import type { Logger } from "../src/logger.ts";
 import type { Mailbox } from "../src/mailbox.ts";
+import { recordActorRestart } from "../src/metrics.ts";
 import type { NodeContext } from "../src/node-context.ts";
 import { consumerName } from "../src/subjects.ts";
 
@@ -92,6 +93,7 @@ export function spawnJournal(
       afterStop: (state: JournalState) => clearInterval(state.timer),
       onCrash: (_msg, err, sctx) => {
         log.error({ err }, "journal actor crashed, resuming");
+        recordActorRestart(ctx.nodeId, "journal");
         return sctx.resume;
       },
     },

@@ -10,6 +10,7 @@ import {
 import { decodeEventBatch, startEventsMailbox } from "../src/event-batches.ts";
 import type { Logger } from "../src/logger.ts";
 import { Mailbox } from "../src/mailbox.ts";
+import { recordActorRestart } from "../src/metrics.ts";
 import type { NodeContext } from "../src/node-context.ts";
 import { consumerName, STREAM, subject } from "../src/subjects.ts";
 import {
@@ -72,6 +73,7 @@ export function spawnNotifier(parent: Ref<unknown>, ctx: NodeContext, index: Sub
     {
       onCrash: (_msg, err, sctx) => {
         log.error({ err }, "notifier actor crashed, resuming");
+        recordActorRestart(ctx.nodeId, "notifier");
         return sctx.resume;
       },
     },

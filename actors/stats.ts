@@ -4,6 +4,7 @@ import { toMagistralError } from "../src/errors.ts";
 import { decodeEventBatch, startEventsMailbox } from "../src/event-batches.ts";
 import type { Logger } from "../src/logger.ts";
 import type { Mailbox } from "../src/mailbox.ts";
+import { recordActorRestart } from "../src/metrics.ts";
 import type { NodeContext } from "../src/node-context.ts";
 import {
   type Cell,
@@ -83,6 +84,7 @@ export function spawnStats(parent: Ref<unknown>, ctx: NodeContext, store: StatsS
       afterStop: (state: StatsState) => clearInterval(state.timer),
       onCrash: (_msg, err, sctx) => {
         log.error({ err }, "stats actor crashed, resuming");
+        recordActorRestart(ctx.nodeId, "stats");
         return sctx.resume;
       },
     },

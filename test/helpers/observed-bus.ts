@@ -18,10 +18,16 @@ export interface ObservedBus {
   admin: AdminClient;
   connect(agency: string): Promise<AgencyClient>;
   addAgency(id: string, roles?: string[]): Promise<AgencyClient>;
-  addService(service: Partial<ServiceDef> & { id: string; owner: string }): Promise<void>;
+  /** Registers a service; fields not given take the registry's defaults. */
+  addService(service: ServiceInput): Promise<void>;
   /** Waits until this node's journal and statistics hold every event published so far. */
   settled(): Promise<void>;
 }
+
+export type ServiceInput = { id: string; owner: string } & Partial<
+  Omit<ServiceDef, "retry" | "circuit">
+> &
+  Record<string, unknown>;
 
 let nodeSeq = 0;
 
