@@ -61,9 +61,13 @@ export async function* readEvents(
   }
   const messages = await consumer.consume({ max_messages: 256 });
   onOpen?.(messages);
-  for await (const m of messages) {
-    const event = toBusEvent(m);
-    if (event) yield event;
+  try {
+    for await (const m of messages) {
+      const event = toBusEvent(m);
+      if (event) yield event;
+    }
+  } finally {
+    messages.stop();
   }
 }
 
