@@ -48,6 +48,8 @@ function brokerOptions(config: NodeConfig, servers: string[]) {
     replicas: config.replicas,
     heartbeatMs: config.heartbeatMs,
     alertWebhookUrl: config.alertWebhookUrl,
+    metricsPort: config.metricsPort,
+    journalArchiveAfterMs: config.journalArchiveAfterMs,
     nats: {
       servers,
       user: config.user,

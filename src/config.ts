@@ -21,6 +21,10 @@ export interface NodeConfig {
   heartbeatMs?: number;
   /** Operator alerts are also POSTed to this URL as JSON. */
   alertWebhookUrl?: string;
+  /** Port of GET /metrics (Prometheus); 0 picks a free one; absent serves none. */
+  metricsPort?: number;
+  /** Journal records older than this are archived to files and leave RocksDB. */
+  journalArchiveAfterMs?: number;
 }
 
 const DEFAULT_CONFIG_FILE = "magistral.config.json";
@@ -53,6 +57,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): NodeConfig {
   if (env.MAGISTRAL_NATS_PASS) config.pass = env.MAGISTRAL_NATS_PASS;
   if (env.MAGISTRAL_HEARTBEAT_MS) config.heartbeatMs = Number(env.MAGISTRAL_HEARTBEAT_MS);
   if (env.MAGISTRAL_ALERT_WEBHOOK) config.alertWebhookUrl = env.MAGISTRAL_ALERT_WEBHOOK;
+  if (env.MAGISTRAL_METRICS_PORT) config.metricsPort = Number(env.MAGISTRAL_METRICS_PORT);
+  if (env.MAGISTRAL_JOURNAL_ARCHIVE_AFTER_MS) {
+    config.journalArchiveAfterMs = Number(env.MAGISTRAL_JOURNAL_ARCHIVE_AFTER_MS);
+  }
   return config;
 }
 
