@@ -29,7 +29,12 @@ export type NotifierMsg =
 
 type Source = "events" | "alerts";
 
-/** EVENTS batches whose notifications are being published at once. */
+/**
+ * EVENTS batches whose notifications are being published at once.
+ * LIMITATION: batches are published in parallel and by several nodes, so an
+ * agency may receive the notifications of one message out of order; each
+ * carries the step's time `at` and type.
+ */
 const BATCHES_IN_FLIGHT = 8;
 const ALERTS_IN_FLIGHT = 16;
 const RETRY_DELAY_MS = 1_000;

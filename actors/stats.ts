@@ -144,7 +144,11 @@ function startFlush(env: StatsEnv, state: StatsState): StatsState {
   return { ...state, cells: new Map(), msgs: [], flushing: true };
 }
 
-/** Puts the cells back, so the next flush writes them with whatever came since. */
+/**
+ * Puts the cells back, so the next flush writes them with whatever came since.
+ * LIMITATION: if flushes keep failing past the consumer's 60 s ack wait, the
+ * batches are delivered again and counted twice once a flush succeeds.
+ */
 function onFlushFailed(
   env: StatsEnv,
   state: StatsState,

@@ -52,6 +52,10 @@ export function sha256(bytes: Uint8Array): Uint8Array {
  * chain runs unbroken from the first archived record to the journal's head.
  * A file is fsynced and renamed into place before its records are removed.
  * Returns how many records were archived.
+ *
+ * LIMITATION: archived records are out of `trace` and `journal search`;
+ * reading them takes the files themselves (gzip of MessagePack), and the
+ * API's duplicate check by message id no longer sees them.
  */
 export async function archiveJournal(
   store: JournalStore,

@@ -21,6 +21,9 @@ export interface RebuildReport {
  * the time of the call. Records, hashes and indexes come out as the journal
  * actor writes them, since both apply the same batches in stream order.
  * @throws MagistralError BAD_REQUEST when `dir` already holds files
+ *
+ * LIMITATION: EVENTS keeps 7 days; a rebuild after that starts at the oldest
+ * event still stored, and its chain differs from a journal that saw more.
  */
 export async function rebuildJournal(
   bus: BusConnection,

@@ -117,6 +117,8 @@ export class JournalStore {
   /**
    * EVENTS sequence of a batch whose write failed: later batches are refused
    * until it is written, so the skip of redelivered batches never skips it.
+   * LIMITATION: if that batch leaves EVENTS before it is redelivered (the
+   * stream's age limit), this node's journal stops until it is restarted.
    */
   private retryFirst: number | undefined;
 

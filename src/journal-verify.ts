@@ -72,8 +72,10 @@ class ChainWalker {
 
 /**
  * Verifies the hash chain of one node's journal offline: its archive files
- * oldest first, then the records left in RocksDB, then the head. The broker
- * of that node must be stopped (RocksDB allows one process at a time).
+ * oldest first, then the records left in RocksDB, then the head.
+ *
+ * LIMITATION: RocksDB admits one process, so a running broker's journal
+ * cannot be verified in place; stop the node or verify a copy.
  */
 export async function verifyJournal(journalDir: string, archiveDir: string, node: string) {
   const walker = new ChainWalker(node);

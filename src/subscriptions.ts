@@ -12,6 +12,9 @@ import { consumerName, STREAM, subject } from "./subjects.ts";
  * - `lifecycle`: services registered, suspended, resumed or retired;
  * - `health`: circuit, availability and latency alerts of services;
  * - `registry`: every change of the services it owns and of its own registration.
+ *
+ * LIMITATION: `lifecycle` and `health` cover every service until access lists
+ * say which services an agency may call.
  */
 export type SubscriptionKind = "status" | "lifecycle" | "health" | "registry";
 export const SUBSCRIPTION_KINDS: readonly SubscriptionKind[] = [

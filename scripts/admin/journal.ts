@@ -58,6 +58,8 @@ export function register(program: Command, ctx: AdminContext): void {
       }
     });
 
+  // LIMITATION: the admin API is a queue group, so only the node that answers archives now;
+  // the others archive at their own hourly check.
   journal
     .command("archive")
     .description("archive records past the configured age now, on the node that answers")
