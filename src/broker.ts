@@ -145,6 +145,9 @@ export class BrokerNode {
       }),
     ];
     this.startHeartbeat(buckets.brokers);
+    // The API subscriptions are on the server once this resolves, so a request sent
+    // right after start finds a responder.
+    await bus.nc.flush();
     log.info({ replicas: this.opts.replicas ?? 1 }, "broker node started");
   }
 
