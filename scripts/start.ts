@@ -15,7 +15,9 @@ async function main(): Promise<void> {
 
   let broker: BrokerNode;
   try {
-    broker = await BrokerNode.start(brokerOptions(config, servers));
+    broker = await BrokerNode.start(brokerOptions(config, servers, embedded));
+    // The embedded server's logins follow the registry from now on.
+    await embedded?.auth?.follow(broker.bus, log);
   } catch (err) {
     await embedded?.stop();
     throw err;
@@ -41,7 +43,8 @@ async function main(): Promise<void> {
   log.info({ node: config.nodeId, servers, dataDir: config.dataDir }, "magistral is running");
 }
 
-function brokerOptions(config: NodeConfig, servers: string[]) {
+function brokerOptions(config: NodeConfig, servers: string[], embedded?: EmbeddedNats) {
+  const login = embedded?.auth?.broker ?? { user: config.user, pass: config.pass };
   return {
     nodeId: config.nodeId,
     dataDir: config.dataDir,
@@ -52,8 +55,7 @@ function brokerOptions(config: NodeConfig, servers: string[]) {
     journalArchiveAfterMs: config.journalArchiveAfterMs,
     nats: {
       servers,
-      user: config.user,
-      pass: config.pass,
+      ...login,
       maxReconnectAttempts: -1,
     },
   };
@@ -65,6 +67,7 @@ async function shutdown(broker: BrokerNode, embedded: EmbeddedNats | undefined, 
   await embedded?.stop();
 }
 
+setInterval(() => console.error("PULLS", (globalThis as any).__pulls, (globalThis as any).__pulled), 2000).unref();
 main().catch((err) => {
   log.fatal({ err }, "magistral did not start");
   process.exitCode = 1;

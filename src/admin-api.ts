@@ -1,6 +1,7 @@
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { recentAlerts } from "./alert-log.ts";
 import { respond } from "./api.ts";
+import { agencySecurityFields, redactAgency } from "./auth.ts";
 import { DEFAULT_CIRCUIT } from "./circuit-breaker.ts";
 import type { DeadLetterFilter, DeadLetters } from "./deadletter.ts";
 import { decodeValue } from "./envelope.ts";
@@ -21,6 +22,8 @@ import {
 } from "./registry.ts";
 import type { RegistryView } from "./registry-view.ts";
 import { compileSchema, xsdTargetNamespace } from "./schema.ts";
+import { securityHandlers, servicePolicyField } from "./security-admin.ts";
+import { defaultVerifiers } from "./signature.ts";
 import { parseStatsQuery } from "./stats-store.ts";
 import { BROKER_QUEUE_GROUP } from "./subjects.ts";
 
@@ -54,7 +57,7 @@ export class AdminApi {
     private readonly deps: AdminDeps,
   ) {
     this.handlers = {
-      "agency.list": async () => deps.view.listAgencies(),
+      "agency.list": async () => deps.view.listAgencies().map((a) => redactAgency(a)!),
       "agency.put": (body) => this.putAgency(body),
       "service.list": async () => deps.view.list(),
       "service.get": async (body) => this.getService(body),
@@ -79,6 +82,7 @@ export class AdminApi {
           service: typeof body.service === "string" ? body.service : undefined,
           severity: typeof body.severity === "string" ? body.severity : undefined,
         }),
+      ...securityHandlers({ ...deps, journalChange: (change) => this.journalChange(change) }),
     };
   }
 
@@ -131,13 +135,21 @@ export class AdminApi {
       name: typeof body.name === "string" ? body.name : (before?.name ?? id),
       roles: roles as AgencyRole[],
       contact: typeof body.contact === "string" ? body.contact : before?.contact,
+      ...agencySecurityFields(body, before, this.deps.view.listAgencies(), defaultVerifiers),
       registeredAt: before?.registeredAt ?? now,
       updatedAt: now,
     };
     await this.deps.store.putAgency(agency);
-    this.journalChange({ entity: "agency", key: id, agency: id, before, after: agency });
+    const [shownBefore, shown] = [redactAgency(before), redactAgency(agency)!];
+    this.journalChange({
+      entity: "agency",
+      key: id,
+      agency: id,
+      before: shownBefore,
+      after: shown,
+    });
     await this.deps.onAgencyPut(agency);
-    return agency;
+    return shown;
   }
 
   private getService(body: Record<string, unknown>): ServiceDef {
@@ -170,6 +182,7 @@ export class AdminApi {
       retry: { ...DEFAULT_RETRY, ...before?.retry, ...input.retry },
       circuit: { ...DEFAULT_CIRCUIT, ...before?.circuit, ...input.circuit },
       adapter: input.adapter ?? before?.adapter ?? {},
+      policy: servicePolicyField(before?.policy, input.policy),
       schema: before?.schema,
       registeredAt: before?.registeredAt ?? now,
       updatedAt: now,

@@ -13,6 +13,7 @@ import { retainedContent } from "./journal-retention.ts";
 import type { JournalStore } from "./journal-store.ts";
 import { statusOf } from "./message-status.ts";
 import type { NodeContext } from "./node-context.ts";
+import { PolicyGate } from "./policy.ts";
 import { providersOf, type ServiceDef } from "./registry.ts";
 import type { RegistryView } from "./registry-view.ts";
 import {
@@ -39,12 +40,15 @@ const MAX_SUBMITS_IN_FLIGHT = 4_096;
 export class AgencyApi {
   private subs: Subscription[] = [];
   private inFlight = 0;
+  private readonly policy: PolicyGate;
 
   constructor(
     private readonly ctx: NodeContext,
     private readonly view: RegistryView,
     private readonly journal: JournalStore,
-  ) {}
+  ) {
+    this.policy = new PolicyGate(ctx);
+  }
 
   start(): void {
     const { nc } = this.ctx.bus;
@@ -86,13 +90,16 @@ export class AgencyApi {
       env = decodeEnvelope(m.data);
       if (env.kind !== "request")
         throw new MagistralError(ErrorCode.BAD_ENVELOPE, "submit takes a request");
-      if (!this.view.agency(agency)) {
+      const sender = this.view.agency(agency);
+      if (!sender) {
         throw new MagistralError(ErrorCode.ACCESS_DENIED, `agency ${agency} is not registered`);
       }
       const earlier = await this.earlierOutcome(agency, env.id);
       if (earlier) return earlier;
       def = this.view.resolve(env.service, env.payload);
+      this.policy.authorize(sender, def, env);
       await this.check(def, env);
+      await this.policy.admit(sender, def);
       return await this.persist(agency, def, env);
     } catch (err) {
       const error = toMagistralError(err);

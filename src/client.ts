@@ -5,6 +5,7 @@ import {
   connect,
   type Msg,
   type NatsConnection,
+  nkeyAuthenticator,
   type Subscription,
 } from "@nats-io/transport-node";
 import type { SubmitReply } from "./api.ts";
@@ -27,6 +28,7 @@ import {
 import { ErrorCode, MagistralError, type WireError } from "./errors.ts";
 import { assertToken, newMessageId } from "./ids.ts";
 import type { MessageStatus } from "./message-status.ts";
+import { type RequestSigner, signEnvelope } from "./signature.ts";
 import { consumerName, lane, providerQueueGroup, STREAM, subject } from "./subjects.ts";
 import type { EventSubscription } from "./subscriptions.ts";
 
@@ -35,6 +37,10 @@ export interface AgencyClientOptions {
   agency: string;
   /** NATS connection options (servers, user/pass or other credentials). */
   nats: ConnectionOptions;
+  /** The agency's nkey seed (`SU...`): logs in with it unless `nats` has an authenticator. */
+  nkeySeed?: Uint8Array | string;
+  /** Signs every submitted request (see docs/security.md); needed by services that require it. */
+  signer?: RequestSigner;
 }
 
 export interface SubmitOptions {
@@ -101,6 +107,8 @@ export class AgencyClient {
   /** Answers already handed over, by request and provider, to drop a redelivered copy. */
   private readonly seen = new Set<string>();
 
+  private signer: RequestSigner | undefined;
+
   private constructor(
     readonly nc: NatsConnection,
     private readonly js: JetStreamClient,
@@ -118,10 +126,15 @@ export class AgencyClient {
       reconnectTimeWait: 250,
       // Stack capture per request: measured 15-20% of the SDK's CPU per request in npm run bench.
       noAsyncTraces: true,
+      ...(opts.nkeySeed === undefined
+        ? {}
+        : { authenticator: nkeyAuthenticator(seedBytes(opts.nkeySeed)) }),
       ...opts.nats,
     });
     const js = jetstream(nc, { timeout: 10_000 });
-    return new AgencyClient(nc, js, agency);
+    const client = new AgencyClient(nc, js, agency);
+    client.signer = opts.signer;
+    return client;
   }
 
   /**
@@ -146,6 +159,7 @@ export class AgencyClient {
     if (opts.ttlMs !== undefined) env.ttlMs = opts.ttlMs;
     if (opts.headers) env.headers = opts.headers;
     if (opts.test) env.test = true;
+    if (this.signer) signEnvelope(env, this.signer);
     return this.submitEnvelope(env);
   }
 
@@ -353,7 +367,10 @@ export class AgencyClient {
     const subs = subjects.map((subj) =>
       this.nc.subscribe(subj, {
         queue: providerQueueGroup(service),
-        callback: (_err, msg) => {
+        callback: (err, msg) => {
+          // Under authorization a provider may subscribe only to the lanes it
+          // serves; the other subject of the pair is refused with an error.
+          if (err) return;
           void this.serve(msg, handler);
         },
       }),
@@ -414,6 +431,10 @@ function fault(correlationId: string, err: unknown): Envelope {
       retryable: !(err instanceof ProviderFault && !err.retryable),
     },
   };
+}
+
+function seedBytes(seed: Uint8Array | string): Uint8Array {
+  return typeof seed === "string" ? encoder.encode(seed.trim()) : seed;
 }
 
 function guessContentType(payload: Uint8Array | string): string {

@@ -25,6 +25,11 @@ export interface NodeConfig {
   metricsPort?: number;
   /** Journal records older than this are archived to files and leave RocksDB. */
   journalArchiveAfterMs?: number;
+  /**
+   * Whether an embedded nats-server requires logins and limits each agency
+   * to its own subjects (default true; MAGISTRAL_AUTH=off turns it off).
+   */
+  auth: boolean;
 }
 
 const DEFAULT_CONFIG_FILE = "magistral.config.json";
@@ -46,6 +51,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): NodeConfig {
     dataDir: path.resolve("data"),
     replicas: 1,
     embeddedPort: 0,
+    auth: true,
     ...fromFile,
   };
   if (env.MAGISTRAL_NODE_ID) config.nodeId = env.MAGISTRAL_NODE_ID;
@@ -61,6 +67,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): NodeConfig {
   if (env.MAGISTRAL_JOURNAL_ARCHIVE_AFTER_MS) {
     config.journalArchiveAfterMs = Number(env.MAGISTRAL_JOURNAL_ARCHIVE_AFTER_MS);
   }
+  if (env.MAGISTRAL_AUTH) config.auth = env.MAGISTRAL_AUTH !== "off";
   return config;
 }
 

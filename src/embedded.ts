@@ -2,6 +2,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type RunningNatsServer, startNatsServer } from "../cluster/nats-server.ts";
 import { type NodeConfig, runtimeFile } from "./config.ts";
+import { type EmbeddedAuth, prepareEmbeddedAuth } from "./embedded-auth.ts";
 import { componentLogger } from "./logger.ts";
 
 /** What `<dataDir>/runtime.json` holds while an embedded bus runs. */
@@ -12,12 +13,18 @@ export interface RuntimeInfo {
   pid: number;
   /** Milliseconds since the epoch. */
   startedAt: number;
+  /** With authorization: the server's pid and auth file (for `auth reload`), and the logins. */
+  natsPid?: number;
+  authFile?: string;
+  credentialsDir?: string;
 }
 
 /** A nats-server child process started for one node, with its runtime file. */
 export interface EmbeddedNats {
   url: string;
   server: RunningNatsServer;
+  /** Set when the server runs with authorization: the logins and the registry follower. */
+  auth?: EmbeddedAuth;
   /** Stops the server and removes the runtime file. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -28,15 +35,24 @@ export interface EmbeddedNats {
  * `<dataDir>/runtime.json` so the admin script can find it.
  */
 export async function startEmbeddedNats(
-  config: Pick<NodeConfig, "dataDir" | "embeddedPort" | "nodeId">,
+  config: Pick<NodeConfig, "dataDir" | "embeddedPort" | "nodeId"> & { auth?: boolean },
 ): Promise<EmbeddedNats> {
   const log = componentLogger("embedded", { node: config.nodeId });
+  const configFile = path.join(config.dataDir, "magistral-embedded.conf");
+  let pid: number | undefined;
+  // With `auth`, only the broker, the operator and registered agencies may connect.
+  const prepared = config.auth
+    ? prepareEmbeddedAuth(config.dataDir, configFile, () => pid)
+    : undefined;
   const server = await startNatsServer({
     name: "magistral-embedded",
     port: config.embeddedPort,
     storeDir: path.join(config.dataDir, "nats"),
+    configFile,
+    extraConfig: prepared?.include,
     detached: true,
   });
+  pid = server.process.pid;
   // In its own process group the server outlives a crash of this process
   // unless it is stopped here; an exit handler must be synchronous.
   // LIMITATION: a SIGKILL of this process runs no handler, so the server is
@@ -46,12 +62,20 @@ export async function startEmbeddedNats(
   process.once("exit", killOnExit);
   const file = runtimeFile(config.dataDir);
   const info: RuntimeInfo = { servers: [server.url], pid: process.pid, startedAt: Date.now() };
+  if (prepared) {
+    Object.assign(info, {
+      natsPid: pid,
+      authFile: prepared.auth.authFile,
+      credentialsDir: prepared.auth.credentialsDir,
+    });
+  }
   writeFileSync(file, `${JSON.stringify(info, null, 2)}\n`);
   log.info({ url: server.url, storeDir: path.join(config.dataDir, "nats") }, "nats-server started");
 
   let stopping: Promise<void> | undefined;
   const shutdown = async () => {
     removeRuntimeFile(file);
+    await prepared?.auth.stop();
     await server.stop();
     process.off("exit", killOnExit);
     log.info("nats-server stopped");
@@ -59,6 +83,7 @@ export async function startEmbeddedNats(
   return {
     url: server.url,
     server,
+    auth: prepared?.auth,
     stop: () => {
       stopping ??= shutdown();
       return stopping;

@@ -33,6 +33,14 @@ export const ErrorCode = {
   PROVIDER_FAULT: "PROVIDER_FAULT",
   /** An unexpected failure inside the bus. */
   INTERNAL: "INTERNAL",
+  /** The consumer sends faster than the service's rate limit allows. Send again later. */
+  RATE_LIMITED: "RATE_LIMITED",
+  /** The consumer has used its daily quota for the service; it renews at 00:00 UTC. */
+  QUOTA_EXCEEDED: "QUOTA_EXCEEDED",
+  /** The service requires signed requests and the request carries no signature. */
+  SIGNATURE_REQUIRED: "SIGNATURE_REQUIRED",
+  /** The signature does not verify, or its key id is not one of the sender's keys. */
+  SIGNATURE_INVALID: "SIGNATURE_INVALID",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -43,6 +51,7 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.NO_PROVIDER,
   ErrorCode.PROVIDER_FAULT,
   ErrorCode.INTERNAL,
+  ErrorCode.RATE_LIMITED,
 ]);
 
 /** Whether the same input may succeed if sent again later. */

@@ -80,6 +80,8 @@ export async function ensureInfrastructure(bus: BusConnection, replicas: number)
   // Heartbeats of a node that died stay a day, so its loss can be seen and alerted.
   await bus.kvm.create(BUCKET.brokers, { replicas, history: 1, ttl: 24 * 3600_000 });
   await bus.kvm.create(BUCKET.alerts, { replicas, history: 1 });
+  // A consumer idle for two days has a full bucket and a new day: its state may go.
+  await bus.kvm.create(BUCKET.limits, { replicas, history: 1, ttl: 2 * DAY_MS });
 }
 
 async function ensureStream(jsm: JetStreamManager, config: StreamSpec): Promise<void> {

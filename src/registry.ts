@@ -3,6 +3,7 @@ import { type CircuitPolicy, DEFAULT_CIRCUIT } from "./circuit-breaker.ts";
 import { decodeValue, encodeValue } from "./envelope.ts";
 import { ErrorCode, MagistralError } from "./errors.ts";
 import { assertToken } from "./ids.ts";
+import type { ServicePolicy } from "./policy.ts";
 
 export type AgencyRole = "consumer" | "provider" | "subscriber" | "operator";
 
@@ -11,8 +12,33 @@ export interface Agency {
   name: string;
   roles: AgencyRole[];
   contact?: string;
+  /** Groups a service's access list can name instead of single agencies. */
+  groups?: string[];
+  /** How the agency authenticates to NATS: public parts only. */
+  credentials?: AgencyCredentials;
+  /** Keys that verify the agency's request signatures, by key id. */
+  signingKeys?: SigningKey[];
   registeredAt: number;
   updatedAt: number;
+}
+
+/** The public halves of an agency's NATS credentials; secrets never reach the registry. */
+export interface AgencyCredentials {
+  /** NATS nkey user public keys (`U...`); two while a key is being rotated. */
+  nkeys?: string[];
+  /** NATS user name and bcrypt hash of its password, for clients without nkey support. */
+  user?: string;
+  passwordHash?: string;
+}
+
+/** A public key that verifies an agency's request signatures. */
+export interface SigningKey {
+  /** Named by a signed envelope's `keyId`. */
+  keyId: string;
+  /** Name of a registered SignatureVerifier, e.g. "ed25519". */
+  algorithm: string;
+  /** For ed25519: the 32 raw key bytes in base64. */
+  publicKey: string;
 }
 
 export type ServiceStatus = "active" | "suspended" | "retired";
@@ -90,6 +116,8 @@ export interface ServiceDef {
   broadcast: boolean;
   providers: string[];
   adapter: AdapterMetadata;
+  /** Who may call and how much: access list, rate limit, quota, signatures. */
+  policy?: ServicePolicy;
   registeredAt: number;
   updatedAt: number;
 }

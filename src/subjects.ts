@@ -20,6 +20,8 @@ export const BUCKET = {
   subscriptions: "mg_subscriptions",
   /** Last alerted state per service and topic, shared so one transition alerts once. */
   alerts: "mg_alerts",
+  /** Rate limit and daily quota state per service and consumer, shared by broker nodes. */
+  limits: "mg_limits",
 } as const;
 
 /** Queue group of broker nodes answering the agency and admin APIs. */

@@ -1,7 +1,9 @@
+import path from "node:path";
 import { errors } from "@nats-io/transport-node";
 import type { Command } from "commander";
 import { AdminClient } from "../../src/admin-client.ts";
 import { loadConfig } from "../../src/config.ts";
+import { readOperatorLogin } from "../../src/credentials.ts";
 import { readRuntime } from "../../src/embedded.ts";
 import { ErrorCode, MagistralError, toMagistralError } from "../../src/errors.ts";
 import { printJson } from "./output.ts";
@@ -49,17 +51,32 @@ export function defaultServer(env: NodeJS.ProcessEnv = process.env): string {
   return DEFAULT_SERVER;
 }
 
+/**
+ * The operator login an embedded bus with authorization keeps under its
+ * data dir; used only when talking to that bus, found by its runtime file.
+ */
+function embeddedOperatorLogin(env: NodeJS.ProcessEnv = process.env) {
+  const running = readRuntime(loadConfig(env).dataDir);
+  return running?.credentialsDir
+    ? readOperatorLogin(path.dirname(running.credentialsDir))
+    : undefined;
+}
+
 export function createContext(program: Command): AdminContext {
   let client: Promise<AdminClient> | undefined;
   const options = () => program.opts<GlobalOptions>();
   const server = () => options().server ?? defaultServer();
 
   // Credentials are read here, not as option defaults, so help never prints a password.
-  const natsOptions = () => ({
-    servers: server().split(","),
-    user: options().user ?? process.env.MAGISTRAL_NATS_USER,
-    pass: options().password ?? process.env.MAGISTRAL_NATS_PASS,
-  });
+  const natsOptions = () => {
+    const user = options().user ?? process.env.MAGISTRAL_NATS_USER;
+    const login = user || options().server ? undefined : embeddedOperatorLogin();
+    return {
+      servers: server().split(","),
+      user: user ?? login?.user,
+      pass: options().password ?? process.env.MAGISTRAL_NATS_PASS ?? login?.password,
+    };
+  };
 
   const connect = async (): Promise<AdminClient> => {
     try {

@@ -1,0 +1,139 @@
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import type { KV } from "@nats-io/kv";
+import { renderAuthorization, type SystemUser } from "./auth.ts";
+import { decodeValue } from "./envelope.ts";
+import { KvFollower } from "./kv-follower.ts";
+import type { Logger } from "./logger.ts";
+import type { BusConnection } from "./nats.ts";
+import type { Agency, ServiceDef } from "./registry.ts";
+import { BUCKET } from "./subjects.ts";
+
+/** One nats-server whose authorization this bus keeps: its included file and its process. */
+export interface AuthTarget {
+  /** The file the server's config includes (see `authInclude`). */
+  authFile: string;
+  /** Process id to send SIGHUP to; undefined when the server runs elsewhere. */
+  pid(): number | undefined;
+}
+
+const DEBOUNCE_MS = 50;
+
+/**
+ * The line of a nats-server config that includes `authFile`. nats-server
+ * resolves an include relative to the including file, even an absolute one.
+ */
+export function authInclude(configFile: string, authFile: string): string {
+  const rel = path.relative(path.dirname(configFile), authFile);
+  return `include ${JSON.stringify(rel)}`;
+}
+
+/**
+ * Writes `text` to each target whose file differs and tells its server to
+ * reload (SIGHUP: nats-server 2.9 cannot reload through the system account).
+ * The file is replaced by rename, so a reload never reads half of it.
+ * @returns the targets that were changed
+ */
+export function applyAuthorization(text: string, targets: AuthTarget[]): AuthTarget[] {
+  const changed: AuthTarget[] = [];
+  for (const target of targets) {
+    if (existsSync(target.authFile) && readFileSync(target.authFile, "utf8") === text) continue;
+    const tmp = `${target.authFile}.${process.pid}.tmp`;
+    writeFileSync(tmp, text, { mode: 0o600 });
+    renameSync(tmp, target.authFile);
+    const pid = target.pid();
+    if (pid !== undefined) process.kill(pid, "SIGHUP");
+    changed.push(target);
+  }
+  return changed;
+}
+
+/**
+ * Keeps nats-server authorization equal to the registry: follows the
+ * agencies and services buckets and, after each change, renders every
+ * agency's user and permissions and reloads the servers. A new agency, a
+ * rotated key or a service changing owner takes effect without a restart.
+ */
+export class AuthSync {
+  private readonly agencies = new Map<string, Agency>();
+  private readonly services = new Map<string, ServiceDef>();
+  private followers: KvFollower[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private synced = false;
+  /** How many times a changed authorization was written and the servers signalled. */
+  applied = 0;
+
+  constructor(
+    private readonly bus: BusConnection,
+    private readonly system: SystemUser[],
+    private readonly targets: AuthTarget[],
+    private readonly log: Logger,
+  ) {}
+
+  /** Resolves once the registry as it is now has been applied. */
+  async start(): Promise<void> {
+    const agencies = await this.bus.kvm.open(BUCKET.agencies);
+    const services = await this.bus.kvm.open(BUCKET.services);
+    this.followers = [
+      this.follow(agencies, this.agencies),
+      this.follow(services, this.services),
+    ] as KvFollower[];
+    await Promise.all(this.followers.map((f) => f.start()));
+    this.synced = true;
+    this.sync();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    await Promise.all(this.followers.map((f) => f.stop()));
+  }
+
+  /** Renders and applies now; true when a server was told to reload. */
+  sync(): boolean {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const text = renderAuthorization(
+      [...this.agencies.values()],
+      [...this.services.values()],
+      this.system,
+    );
+    try {
+      const changed = applyAuthorization(text, this.targets);
+      if (changed.length > 0) {
+        this.applied++;
+        this.log.info(
+          { agencies: this.agencies.size, servers: changed.length },
+          "authorization reloaded",
+        );
+      }
+      return changed.length > 0;
+    } catch (err) {
+      this.log.error({ err }, "authorization not applied");
+      return false;
+    }
+  }
+
+  private follow<T>(kv: KV, into: Map<string, T>) {
+    return new KvFollower(
+      this.bus.nc,
+      kv,
+      {
+        put: (key, value) => {
+          into.set(key, decodeValue(value) as T);
+          this.schedule();
+        },
+        remove: (key) => {
+          into.delete(key);
+          this.schedule();
+        },
+      },
+      this.log,
+    );
+  }
+
+  private schedule(): void {
+    if (!this.synced || this.timer) return;
+    this.timer = setTimeout(() => this.sync(), DEBOUNCE_MS);
+    this.timer.unref();
+  }
+}

@@ -1,0 +1,146 @@
+import { PermissionViolationError } from "@nats-io/transport-node";
+import test from "ava";
+import { permissionsOf } from "../src/auth.ts";
+import { connectAs } from "../src/isolation-probes.ts";
+import type { Agency, ServiceDef } from "../src/registry.ts";
+import { waitFor } from "./helpers/bus.ts";
+import { startSecureBus } from "./helpers/secure-bus.ts";
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+test("agencies log in with their nkeys and a request crosses the bus under authorization", async (t) => {
+  const bus = await startSecureBus((fn) => t.teardown(fn));
+  await bus.addAgency("fns", ["provider"]);
+  await bus.addAgency("mfc", ["consumer"]);
+  await bus.admin.call("service.put", { service: { id: "echo", owner: "fns" } });
+  await waitFor(() => bus.broker.view.get("echo") !== undefined);
+  await bus.settled();
+  const fns = await bus.connect("fns");
+  const mfc = await bus.connect("mfc");
+  fns.provide("echo", (req) => `echo:${text(req.payload)}`);
+
+  const answer = await mfc.request("echo", "hello", { timeoutMs: 15_000 });
+
+  t.is(text(answer.payload), "echo:hello");
+  t.is(answer.provider, "fns");
+});
+
+test("a service changing owner moves the right to answer its calls, without a restart", async (t) => {
+  const bus = await startSecureBus((fn) => t.teardown(fn));
+  const fnsKey = await bus.addAgency("fns", ["provider"]);
+  await bus.addAgency("pfr", ["provider"]);
+  await bus.addAgency("mfc", ["consumer"]);
+  await bus.admin.call("service.put", { service: { id: "lookup", owner: "fns" } });
+  await waitFor(() => bus.broker.view.get("lookup") !== undefined);
+  await bus.settled();
+  const fnsRaw = await connectAs(bus.servers, { id: "fns", seed: fnsKey.seed });
+  t.teardown(() => fnsRaw.close());
+  const before = await subscribeOutcome(fnsRaw, "mg.call.lookup");
+  t.is(before, "allowed");
+
+  await bus.admin.call("service.put", { service: { id: "lookup", owner: "pfr" } });
+  await waitFor(() => bus.broker.view.get("lookup")?.owner === "pfr");
+  await bus.settled();
+
+  t.is(await subscribeOutcome(fnsRaw, "mg.call.lookup"), "denied");
+  const pfr = await bus.connect("pfr");
+  pfr.provide("lookup", () => "from pfr");
+  const mfc = await bus.connect("mfc");
+  const answer = await mfc.request("lookup", "q", { timeoutMs: 15_000 });
+  t.is(text(answer.payload), "from pfr");
+});
+
+test("a rotated nkey logs in and the one it replaced no longer does", async (t) => {
+  const bus = await startSecureBus((fn) => t.teardown(fn));
+  const old = await bus.addAgency("mfc", ["consumer"]);
+  const { createUser } = await import("@nats-io/nkeys");
+  const next = createUser();
+
+  await bus.admin.call("agency.put", {
+    id: "mfc",
+    roles: ["consumer"],
+    credentials: { nkeys: [next.getPublicKey()] },
+  });
+  await waitFor(
+    () => bus.broker.view.agency("mfc")?.credentials?.nkeys?.[0] === next.getPublicKey(),
+  );
+  await bus.settled();
+
+  const fresh = await connectAs(bus.servers, { id: "mfc", seed: next.getSeed() });
+  t.teardown(() => fresh.close());
+  await t.throwsAsync(connectAs(bus.servers, { id: "mfc", seed: old.seed }), {
+    message: /Authorization/i,
+  });
+});
+
+test("agency registration refuses clear passwords, bad nkeys, reserved ids and a borrowed nkey", async (t) => {
+  const bus = await startSecureBus((fn) => t.teardown(fn));
+  const fns = await bus.addAgency("fns", ["provider"]);
+  const refuse = (body: Record<string, unknown>) =>
+    t.throwsAsync(bus.admin.call("agency.put", { roles: ["consumer"], ...body }), {
+      message: /./,
+    });
+
+  const cases = await Promise.all([
+    refuse({ id: "mfc", credentials: { password: "a clear password" } }),
+    refuse({ id: "mfc", credentials: { nkeys: ["UNOTAKEY"] } }),
+    refuse({ id: "mfc", credentials: { passwordHash: "md5:abc" } }),
+    refuse({ id: "operator" }),
+    refuse({ id: "magistral-broker" }),
+    refuse({ id: "mfc", credentials: { nkeys: [fns.publicKey] } }),
+    refuse({ id: "mfc", signingKeys: [{ keyId: "k1", publicKey: "AAAA" }] }),
+  ]);
+
+  t.true(cases.every((err) => (err as { code?: string }).code === "BAD_REQUEST"));
+});
+
+test("permissions are derived from roles and ownership only", (t) => {
+  const agency = (id: string, roles: Agency["roles"]): Agency => ({
+    id,
+    name: id,
+    roles,
+    registeredAt: 0,
+    updatedAt: 0,
+  });
+  const service = (id: string, owner: string, extra: Partial<ServiceDef> = {}) =>
+    ({ id, owner, status: "active", broadcast: false, providers: [], ...extra }) as ServiceDef;
+  const services = [
+    service("own", "fns"),
+    service("gone", "fns", { status: "retired" }),
+    service("news", "pfr", { broadcast: true, providers: ["fns", "pfr"] }),
+  ];
+
+  const provider = permissionsOf(agency("fns", ["provider"]), services);
+  const consumer = permissionsOf(agency("mfc", ["consumer", "subscriber"]), services);
+
+  t.deepEqual(provider.publish, ["mg.api.fns.>"]);
+  t.deepEqual(provider.subscribe, [
+    "_INBOX.fns.>",
+    "mg.call.news.fns",
+    "mg.call.own",
+    "mg.call.own.fns",
+  ]);
+  t.true(provider.allowResponses);
+  t.deepEqual(consumer.subscribe, ["_INBOX.mfc.>"]);
+  t.false(consumer.allowResponses);
+  t.true(consumer.publish.includes("$JS.API.CONSUMER.MSG.NEXT.MG_REPLIES.reply_mfc"));
+  t.true(consumer.publish.includes("$JS.ACK.MG_NOTIFY.notify_mfc.>"));
+  t.false(consumer.publish.some((s) => s.startsWith("mg.admin")));
+});
+
+async function subscribeOutcome(
+  nc: Awaited<ReturnType<typeof connectAs>>,
+  subj: string,
+): Promise<"allowed" | "denied"> {
+  let denied = false;
+  const sub = nc.subscribe(subj, {
+    queue: "probe",
+    callback: (err) => {
+      if (err instanceof PermissionViolationError) denied = true;
+    },
+  });
+  await nc.flush();
+  await new Promise((r) => setTimeout(r, 50));
+  if (!sub.isClosed()) sub.unsubscribe();
+  return denied ? "denied" : "allowed";
+}
