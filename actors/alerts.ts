@@ -2,6 +2,7 @@ import type { KV } from "@nats-io/kv";
 import { dispatch, type Ref, spawn } from "nact";
 import { decodeValue, encodeValue } from "../src/envelope.ts";
 import { newMessageId } from "../src/ids.ts";
+import { recordActorRestart } from "../src/metrics.ts";
 import type { NodeContext } from "../src/node-context.ts";
 import { subject } from "../src/subjects.ts";
 import { Webhook } from "../src/webhook.ts";
@@ -118,6 +119,7 @@ export function spawnAlerts(
       initialState: { chains: new Map(), throttle: new Map() },
       onCrash: (_m, err, sctx) => {
         log.error({ err }, "alerts actor crashed, resuming");
+        recordActorRestart(ctx.nodeId, "alerts");
         return sctx.resume;
       },
     },

@@ -1,6 +1,7 @@
 import { dispatch, query, type Ref, spawn, stop } from "nact";
 import { decodeValue } from "../src/envelope.ts";
 import { KvFollower } from "../src/kv-follower.ts";
+import { recordActorRestart } from "../src/metrics.ts";
 import type { NodeContext } from "../src/node-context.ts";
 import type { Agency, RegistryStore, ServiceDef } from "../src/registry.ts";
 import type { RegistryView } from "../src/registry-view.ts";
@@ -46,6 +47,7 @@ export function spawnRegistry(
       initialState: { services: new Map() },
       onCrash: (_msg, err, sctx) => {
         ctx.log.error({ err, component: "registry" }, "registry actor crashed, resuming");
+        recordActorRestart(ctx.nodeId, "registry");
         return sctx.resume;
       },
     },

@@ -11,6 +11,7 @@ import { decodeEnvelope, type Envelope } from "../src/envelope.ts";
 import { ErrorCode, type WireError } from "../src/errors.ts";
 import type { Logger } from "../src/logger.ts";
 import { Mailbox } from "../src/mailbox.ts";
+import { recordActorRestart } from "../src/metrics.ts";
 import type { NodeContext } from "../src/node-context.ts";
 import { providersOf, type ServiceDef } from "../src/registry.ts";
 import { lane as laneNames, STREAM } from "../src/subjects.ts";
@@ -89,6 +90,7 @@ export function spawnService(parent: Ref<unknown>, ctx: NodeContext, initial: Se
       },
       onCrash: (_msg, err, sctx) => {
         log.error({ err }, "service actor crashed, resetting");
+        recordActorRestart(ctx.nodeId, "service");
         return sctx.reset;
       },
     },
