@@ -67,7 +67,6 @@ async function shutdown(broker: BrokerNode, embedded: EmbeddedNats | undefined, 
   await embedded?.stop();
 }
 
-setInterval(() => console.error("PULLS", (globalThis as any).__pulls, (globalThis as any).__pulled), 2000).unref();
 main().catch((err) => {
   log.fatal({ err }, "magistral did not start");
   process.exitCode = 1;
