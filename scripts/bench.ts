@@ -22,6 +22,8 @@ interface BenchOptions {
   only?: string;
   inFlight: string;
   concurrency: string;
+  saturationMs?: string;
+  rates?: string;
 }
 
 const FULL: { payloads: number[]; plan: PhasePlan } = {
@@ -61,6 +63,8 @@ async function main(): Promise<void> {
     .option("--only <systems>", `comma-separated subset of ${SYSTEMS.join(",")}`)
     .option("--in-flight <n>", "calls in flight at saturation", "500")
     .option("--concurrency <n>", "the bench service's calls in flight per broker node", "500")
+    .option("--saturation-ms <ms>", "length of each saturation phase")
+    .option("--rates <list>", "offered loads, comma-separated requests/s; 'none' for none")
     .parse()
     .opts<BenchOptions>();
   if (opts.scale) {
@@ -72,7 +76,7 @@ async function main(): Promise<void> {
 
 async function runComparison(opts: BenchOptions): Promise<void> {
   const preset = opts.quick ? QUICK : FULL;
-  const plan = { ...preset.plan, inFlight: Number(opts.inFlight) };
+  const plan = planOf(preset.plan, opts);
   const only = new Set((opts.only?.split(",") ?? SYSTEMS) as System[]);
   const host = machine();
   log(`bench: ${host.nproc} cpus (${host.cpuModel}), node ${host.node}, ${host.natsServer}`);
@@ -154,6 +158,14 @@ async function runComparison(opts: BenchOptions): Promise<void> {
     `load average after: ${host.loadAvgAfter.join(" ")}; results in ${path.relative(repo, file)}`,
   );
   log(summary);
+}
+
+function planOf(preset: PhasePlan, opts: BenchOptions): PhasePlan {
+  const plan = { ...preset, inFlight: Number(opts.inFlight) };
+  if (opts.saturationMs) plan.saturationMs = Number(opts.saturationMs);
+  if (opts.rates === "none") plan.ratesPerSec = [];
+  else if (opts.rates) plan.ratesPerSec = opts.rates.split(",").map(Number);
+  return plan;
 }
 
 function tableRows(
