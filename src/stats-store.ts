@@ -116,7 +116,8 @@ export class StatsStore {
       });
       const seq = Math.max(streamSeq, this.applied);
       ops.push({ type: "put", key: META_SEQ, value: encodeValue(seq) });
-      await this.db.batch(ops);
+      // Synced: the batches it covers are acknowledged right after.
+      await this.db.batch(ops, { sync: true });
       this.applied = seq;
     });
   }

@@ -23,7 +23,8 @@ declare module "@nxtedition/rocksdb" {
     getMany(keys: string[]): Promise<(Uint8Array | undefined)[]>;
     put(key: string, value: Uint8Array): Promise<void>;
     del(key: string): Promise<void>;
-    batch(ops: BatchOp[]): Promise<void>;
+    /** `sync` waits for the write-ahead log to reach the disk (fsync). */
+    batch(ops: BatchOp[], options?: { sync?: boolean }): Promise<void>;
     iterator(options?: IteratorOptions): AsyncIterable<[string, Uint8Array]> & {
       close(): Promise<void>;
     };
