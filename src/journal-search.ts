@@ -1,7 +1,13 @@
 import { ErrorCode, MagistralError } from "./errors.ts";
 import type { MessageEvent, MessageEventType } from "./events.ts";
 import { isToken } from "./ids.ts";
-import { INDEX, type JournalRecord, type JournalStore, seqOfIndexKey } from "./journal-store.ts";
+import {
+  INDEX,
+  type JournalRecord,
+  type JournalStore,
+  seqOfIndexKey,
+  timeKey,
+} from "./journal-store.ts";
 
 /** A search of one node's journal; every filter given must hold. */
 export interface JournalQuery {
@@ -30,7 +36,8 @@ const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1_000;
 /** Index keys read for one page at most, so a filter matching little cannot make a page slow. */
 const MAX_SCANNED_KEYS = 20_000;
-const TIME_WIDTH = 13;
+/** The latest time an index key can hold (13 digits of epoch milliseconds). */
+const MAX_TIME_MS = 10 ** 13 - 1;
 const OUTCOMES: ReadonlySet<string> = new Set([
   "accepted",
   "rejected",
@@ -108,8 +115,8 @@ export async function searchJournal(store: JournalStore, q: JournalQuery): Promi
 
 function keyRange(q: JournalQuery) {
   const prefix = indexPrefix(q);
-  const from = `${prefix}${pad(q.fromMs ?? 0)}`;
-  const to = `${prefix}${pad(q.toMs ?? 10 ** TIME_WIDTH - 1)}!~`;
+  const from = `${prefix}${timeKey(q.fromMs ?? 0)}`;
+  const to = `${prefix}${timeKey(Math.min(q.toMs ?? MAX_TIME_MS, MAX_TIME_MS))}!~`;
   const after = q.cursor ? decodeCursor(q.cursor, prefix) : undefined;
   if (q.newestFirst) return { gte: from, ...(after ? { lt: after } : { lte: to }), reverse: true };
   return { ...(after ? { gt: after } : { gte: from }), lte: to };
@@ -134,8 +141,6 @@ function decodeCursor(cursor: string, prefix: string): string {
   if (!key.startsWith(prefix)) throw badRequest("cursor belongs to another search");
   return key;
 }
-
-const pad = (ms: number) => Math.floor(ms).toString().padStart(TIME_WIDTH, "0");
 
 function badRequest(message: string) {
   return new MagistralError(ErrorCode.BAD_REQUEST, message);

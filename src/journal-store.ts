@@ -47,7 +47,8 @@ const SEQ_WIDTH = 12;
 const TIME_WIDTH = 13;
 const pad = (n: number, width: number) => n.toString().padStart(width, "0");
 const seqKey = (seq: number) => pad(seq, SEQ_WIDTH);
-const timeKey = (ms: number) => pad(Math.max(0, Math.floor(ms)), TIME_WIDTH);
+/** Epoch milliseconds as an index key part, so keys sort by time. */
+export const timeKey = (ms: number) => pad(Math.max(0, Math.floor(ms)), TIME_WIDTH);
 
 /** Key prefixes of the indexes: one RocksDB key each, the value empty. */
 export const INDEX = {
@@ -158,18 +159,7 @@ export class JournalStore {
     if (this.retryFirst !== undefined && streamSeq !== this.retryFirst) {
       throw new MagistralError(ErrorCode.UNAVAILABLE, "journal waits for a failed batch");
     }
-    const ops: BatchOp[] = [];
-    let { seq, hash } = this.head;
-    for (const event of events) {
-      const e = encodeValue(event);
-      const prev = hash;
-      seq += 1;
-      hash = recordHash(prev, e);
-      ops.push({ type: "put", key: KEY.record(seq), value: encodeValue({ seq, prev, hash, e }) });
-      for (const key of indexKeys(event, seq)) ops.push({ type: "put", key, value: EMPTY });
-    }
-    const head = { seq, hash, streamSeq: streamSeq ?? this.head.streamSeq };
-    ops.push({ type: "put", key: KEY.head, value: encodeValue(head) });
+    const { ops, head } = this.chain(events, streamSeq ?? this.head.streamSeq);
     try {
       // Synced: a batch is acknowledged to EVENTS after this, so it must survive a power loss.
       await this.db.batch(ops, SYNC);
@@ -180,6 +170,23 @@ export class JournalStore {
     if (streamSeq === this.retryFirst) this.retryFirst = undefined;
     this.head = head;
     return events.length;
+  }
+
+  /** The write batch that appends `events` to the chain, and the head it leads to. */
+  private chain(events: MessageEvent[], streamSeq: number) {
+    const ops: BatchOp[] = [];
+    let { seq, hash } = this.head;
+    for (const event of events) {
+      const e = encodeValue(event);
+      const prev = hash;
+      seq += 1;
+      hash = recordHash(prev, e);
+      ops.push({ type: "put", key: KEY.record(seq), value: encodeValue({ seq, prev, hash, e }) });
+      for (const key of indexKeys(event, seq)) ops.push({ type: "put", key, value: EMPTY });
+    }
+    const head: JournalHead = { seq, hash, streamSeq };
+    ops.push({ type: "put", key: KEY.head, value: encodeValue(head) });
+    return { ops, head };
   }
 
   /** Every record of one message still in RocksDB, in the order the steps happened. */
