@@ -5,7 +5,6 @@ import { AdminClient } from "../../src/admin-client.ts";
 import { BrokerNode, type BrokerOptions } from "../../src/broker.ts";
 import { AgencyClient } from "../../src/client.ts";
 import { rootLogger } from "../../src/logger.ts";
-import { connectBus } from "../../src/nats.ts";
 import type { ServiceDef } from "../../src/registry.ts";
 import { consumerName, STREAM } from "../../src/subjects.ts";
 import { waitFor } from "./bus.ts";
@@ -84,11 +83,4 @@ async function settled(broker: BrokerNode): Promise<void> {
     const infos = await Promise.all(names.map((n) => jsm.consumers.info(STREAM.events, n)));
     return infos.every((i) => i.num_pending === 0 && i.num_ack_pending === 0);
   }, 15_000);
-}
-
-/** A separate connection to the bus, closed at teardown. */
-export async function busConnection(t: ExecutionContext, server: RunningNatsServer) {
-  const bus = await connectBus({ servers: server.url });
-  t.teardown(() => bus.nc.drain().catch(() => {}));
-  return bus;
 }
