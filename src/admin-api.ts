@@ -35,6 +35,8 @@ export interface AdminDeps {
   onAgencyPut: (agency: Agency) => Promise<void>;
   trace: (id: string) => Promise<unknown[]>;
   health: () => Promise<unknown[]>;
+  /** Broker nodes by their heartbeats, alive or lately gone. */
+  brokers: () => Promise<unknown[]>;
   deadLetters: DeadLetters;
   journalSearch: (q: JournalQuery) => Promise<JournalPage>;
   journalArchive: () => Promise<number>;
@@ -63,6 +65,7 @@ export class AdminApi {
       "service.get": async (body) => this.getService(body),
       "service.put": (body) => this.putService(body),
       "service.health": () => deps.health(),
+      "broker.list": () => deps.brokers(),
       "message.trace": (body) => this.trace(body),
       "dlq.list": (body) => deps.deadLetters.list(dlqFilter(body)),
       "dlq.show": (body) => deps.deadLetters.show(Number(body.seq)),

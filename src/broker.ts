@@ -19,6 +19,7 @@ import type { JournalPage, JournalQuery } from "./journal-search.ts";
 import { JournalStore } from "./journal-store.ts";
 import type { KvFollower } from "./kv-follower.ts";
 import { componentLogger, type Logger } from "./logger.ts";
+import { listMembers } from "./membership.ts";
 import { type BusConnection, connectBus, ensureInfrastructure, openBuckets } from "./nats.ts";
 import type { NodeContext } from "./node-context.ts";
 import { NodeObservers } from "./observers.ts";
@@ -131,6 +132,7 @@ export class BrokerNode {
       onAgencyPut: (agency) => ensureReplyConsumer(this.ctx, agency.id),
       trace: (id) => this.trace(id),
       health: () => gatherHealth(this.ctx.bus.nc, buckets.brokers),
+      brokers: () => listMembers(buckets.brokers, this.heartbeatMs),
       deadLetters: new DeadLetters(this.ctx, this.view),
       journalSearch: (q) => this.journalSearch(q),
       journalArchive: () => this.journalArchive(),
