@@ -15,6 +15,9 @@ export interface BrokerChild {
   child: ChildProcess;
   pid: number;
   nodeId: string;
+  dataDir: string;
+  /** performance.now() when the process was spawned. */
+  spawnedAt: number;
   /** Milliseconds from spawn until the node said it is running. */
   startMs: number;
   /** Sends SIGTERM and waits for a clean exit (which also writes a CPU profile). */
@@ -56,6 +59,8 @@ export async function startBrokerChild(opts: BrokerChildOptions): Promise<Broker
     child,
     pid: child.pid!,
     nodeId: opts.nodeId,
+    dataDir: opts.dataDir,
+    spawnedAt: started,
     startMs,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");

@@ -77,7 +77,7 @@ export async function benchMagistral(opts: MagistralOptions): Promise<MagistralR
       });
     }
 
-    await journalCaughtUp(admin.nc, 30_000);
+    await journalCaughtUp(admin.nc, NODE_ID, 30_000);
     const journalBytes = dirBytes(path.join(opts.dataDir, "journal", NODE_ID));
     const statsBytes = dirBytes(path.join(opts.dataDir, "stats", NODE_ID));
     return {
@@ -97,12 +97,16 @@ export async function benchMagistral(opts: MagistralOptions): Promise<MagistralR
 }
 
 /** Waits until this node's journal consumer has stored every EVENTS batch. */
-export async function journalCaughtUp(nc: NatsConnection, timeoutMs: number): Promise<void> {
+export async function journalCaughtUp(
+  nc: NatsConnection,
+  nodeId: string,
+  timeoutMs: number,
+): Promise<void> {
   const jsm = await jetstreamManager(nc);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const info = await jsm.consumers
-      .info(STREAM.events, consumerName.journal(NODE_ID))
+      .info(STREAM.events, consumerName.journal(nodeId))
       .catch(() => undefined);
     if (info && info.num_pending === 0 && info.num_ack_pending === 0) return;
     await sleep(200);

@@ -1,6 +1,320 @@
-export async function runScale(_opts: {
+// `npm run bench -- --scale`: the bus with 10, 1,000 and 10,000 registered
+// services (one service actor and one durable consumer each): registration
+// and start-up time, idle cost, throughput with load spread over every
+// service, broker memory and journal bytes per message; then the same load
+// against a three-node cluster with three replicas.
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { type RunningNatsServer, startNatsServer } from "../../cluster/nats-server.ts";
+import type { AdminClient } from "../../src/admin-client.ts";
+import { AgencyClient } from "../../src/client.ts";
+import {
+  decodeEnvelope,
+  type Envelope,
+  encodeEnvelope,
+  PROTOCOL_VERSION,
+} from "../../src/envelope.ts";
+import { newMessageId } from "../../src/ids.ts";
+import { STREAM } from "../../src/subjects.ts";
+import {
+  type BrokerChild,
+  benchAgencies,
+  benchService,
+  dirBytes,
+  repo,
+  retry,
+  startBrokerChild,
+} from "./broker.ts";
+import { startCluster } from "./cluster.ts";
+import { journalCaughtUp } from "./magistral.ts";
+import {
+  cpuMeter,
+  payloadText,
+  processMemoryMiB,
+  round3,
+  type SaturationResult,
+  saturate,
+  sleep,
+} from "./measure.ts";
+import { machine, writeResults } from "./report.ts";
+
+export interface ScaleOptions {
   quick: boolean;
   log: (line: string) => void;
-}): Promise<void> {
-  throw new Error("not yet");
+}
+
+interface ScaleResult {
+  services: number;
+  registerMs: number;
+  /** A broker restarted with every service registered: spawn until it said it runs. */
+  restartMs: number;
+  /** From spawn until a request to each of a sample of services was answered. */
+  readyMs: number;
+  idleBrokerRssMiB: number;
+  /** CPU of an idle broker and nats-server: the cost of keeping every consumer pulled. */
+  idleCpuPercent: { broker: number; natsServer: number };
+  throughput: SaturationResult;
+  cpuUsPerMsg: ReturnType<ReturnType<typeof cpuMeter>["per"]>;
+  brokerRssMiB: number;
+  brokerPeakRssMiB: number;
+  journalBytesPerMsg: number;
+}
+
+const NODE_ID = "bench1";
+const PAYLOAD_BYTES = 256;
+
+export async function runScale(opts: ScaleOptions): Promise<void> {
+  const host = machine();
+  const counts = opts.quick ? [10, 1_000] : [10, 1_000, 10_000];
+  const saturationMs = opts.quick ? 3_000 : 8_000;
+  const results: ScaleResult[] = [];
+  for (const services of counts) {
+    opts.log(`  ${services} services`);
+    results.push(await scaleRun(services, saturationMs, opts.log));
+  }
+  opts.log("  three-node cluster, three replicas");
+  const cluster = await clusterRun(saturationMs, opts.log);
+  host.loadAvgAfter = os.loadavg().map((n) => Math.round(n * 100) / 100);
+  printScale(results, cluster, opts.log);
+  const file = writeResults(repo, "bench-scale", { machine: host, results, cluster });
+  opts.log(`results in ${path.relative(repo, file)}`);
+}
+
+async function scaleRun(
+  services: number,
+  saturationMs: number,
+  log: (line: string) => void,
+): Promise<ScaleResult> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "mg-scale-"));
+  const server = await startNatsServer({ name: "scale", storeDir: path.join(dir, "js") });
+  const dataDir = path.join(dir, "broker");
+  let broker = await startBrokerChild({ servers: server.url, nodeId: NODE_ID, dataDir });
+  try {
+    const ids = Array.from({ length: services }, (_, i) => `bench-s${i}`);
+    const { admin, provider, consumer } = await benchAgencies(server.url);
+    const started = performance.now();
+    await registerAll(admin, ids);
+    await consumersCreated(admin.nc, services, 600_000);
+    const registerMs = Math.round(performance.now() - started);
+    log(`    registered in ${registerMs} ms`);
+    await Promise.all([consumer.close(), provider.close(), admin.close()]);
+
+    await broker.stop();
+    broker = await startBrokerChild({ servers: server.url, nodeId: NODE_ID, dataDir });
+    const restarted = await readyAfterRestart(server.url, broker, ids);
+    log(`    restarted in ${restarted.restartMs} ms, ready in ${restarted.readyMs} ms`);
+    const measured = await loadAll(server, broker, ids, saturationMs, log);
+    return { services, registerMs, ...restarted, ...measured };
+  } finally {
+    await broker.stop();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Registers every service, a few at a time. */
+async function registerAll(admin: AdminClient, ids: string[]): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < ids.length) {
+      const id = ids[next++]!;
+      await retry(() => admin.call("service.put", benchService(id, 64), 30_000), 60_000);
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+}
+
+async function consumersCreated(nc: NatsConnection, count: number, timeoutMs: number) {
+  const jsm = await jetstreamManager(nc);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const info = await jsm.streams.info(STREAM.queue);
+    if (info.state.consumer_count >= count) return;
+    await sleep(250);
+  }
+  throw new Error(`fewer than ${count} consumers after ${timeoutMs} ms`);
+}
+
+/**
+ * A provider answering every service's calls through one wildcard
+ * subscription: the SDK's provide() subscribes twice per service, and one
+ * subscription keeps the provider's own cost flat, so what grows with the
+ * count is the bus.
+ */
+async function wildcardProvider(url: string) {
+  const provider = await AgencyClient.connect({ agency: "bench-provider", nats: { servers: url } });
+  provider.nc.subscribe("mg.call.>", {
+    queue: "bench_provider",
+    callback: (_err, msg) => {
+      const request = decodeEnvelope(msg.data);
+      const response: Envelope = {
+        v: PROTOCOL_VERSION,
+        id: newMessageId(),
+        kind: "response",
+        service: request.service,
+        correlationId: request.id,
+        createdAt: Date.now(),
+        payload: request.payload,
+      };
+      msg.respond(encodeEnvelope(response));
+    },
+  });
+  await provider.nc.flush();
+  return provider;
+}
+
+async function readyAfterRestart(url: string, broker: BrokerChild, ids: string[]) {
+  const consumer = await AgencyClient.connect({ agency: "bench-consumer", nats: { servers: url } });
+  const provider = await wildcardProvider(url);
+  try {
+    await retry(() => consumer.openReplies(), 30_000);
+    const sample = Array.from(
+      { length: Math.min(20, ids.length) },
+      (_, i) => ids[Math.floor((i * ids.length) / Math.min(20, ids.length))]!,
+    );
+    await Promise.all(
+      sample.map((id) => retry(() => consumer.request(id, "ready", { timeoutMs: 5_000 }), 120_000)),
+    );
+    return {
+      restartMs: Math.round(broker.startMs),
+      readyMs: Math.round(performance.now() - broker.spawnedAt),
+    };
+  } finally {
+    await Promise.all([consumer.close(), provider.close()]);
+  }
+}
+
+async function loadAll(
+  server: RunningNatsServer,
+  broker: BrokerChild,
+  ids: string[],
+  saturationMs: number,
+  log: (line: string) => void,
+) {
+  const natsPid = server.process.pid!;
+  const idleBrokerRssMiB = processMemoryMiB(broker.pid).rssMiB;
+  const idle = cpuMeter(natsPid, broker.pid);
+  await sleep(5_000);
+  const idleCost = idle.per(1);
+  const idleCpuPercent = {
+    broker: round3((idleCost.brokerUsPerMsg ?? 0) / 50_000),
+    natsServer: round3(idleCost.natsServerUsPerMsg / 50_000),
+  };
+
+  const consumer = await AgencyClient.connect({
+    agency: "bench-consumer",
+    nats: { servers: server.url },
+  });
+  const provider = await wildcardProvider(server.url);
+  try {
+    const text = payloadText(PAYLOAD_BYTES);
+    let n = 0;
+    let requests = 0;
+    // Round robin over every service, so each actor and consumer takes part.
+    const call = () => {
+      requests++;
+      return consumer.request(ids[n++ % ids.length], text, { timeoutMs: 60_000 });
+    };
+    await saturate(call, { inFlight: 500, durationMs: 1_000 });
+    const meter = cpuMeter(natsPid, broker.pid);
+    const throughput = await saturate(call, { inFlight: 500, durationMs: saturationMs });
+    const cpuUsPerMsg = meter.per(throughput.ops);
+    log(`    ${Math.round(throughput.opsPerSec)}/s, p99 ${throughput.latency.p99Ms} ms`);
+    await journalCaughtUp(consumer.nc, NODE_ID, 30_000);
+    const memory = processMemoryMiB(broker.pid);
+    return {
+      idleBrokerRssMiB,
+      idleCpuPercent,
+      throughput,
+      cpuUsPerMsg,
+      brokerRssMiB: memory.rssMiB,
+      brokerPeakRssMiB: memory.peakRssMiB,
+      journalBytesPerMsg: round3(
+        dirBytes(path.join(broker.dataDir, "journal", NODE_ID)) / Math.max(1, requests),
+      ),
+    };
+  } finally {
+    await Promise.all([consumer.close(), provider.close()]);
+  }
+}
+
+interface ClusterResult {
+  replicas: number;
+  natsServers: number;
+  /** How the cluster was started. */
+  how: string;
+  throughput?: SaturationResult;
+  error?: string;
+}
+
+/** One broker against three routed nats-servers, every stream and bucket with three replicas. */
+async function clusterRun(
+  saturationMs: number,
+  log: (line: string) => void,
+): Promise<ClusterResult> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "mg-scale-cluster-"));
+  const how = "three nats-server processes routed by the bench (scripts/bench/cluster.ts)";
+  const cluster = await startCluster(dir);
+  let broker: BrokerChild | undefined;
+  try {
+    broker = await startBrokerChild({
+      servers: cluster.urls.join(","),
+      nodeId: NODE_ID,
+      dataDir: path.join(dir, "broker"),
+      replicas: 3,
+    });
+    const { admin, provider, consumer } = await benchAgencies(cluster.urls.join(","));
+    try {
+      await admin.call("service.put", benchService("bench-echo", 500));
+      provider.provide("bench-echo", (request) => request.payload);
+      await retry(() => consumer.request("bench-echo", "warm", { timeoutMs: 2_000 }), 60_000);
+      const text = payloadText(PAYLOAD_BYTES);
+      const call = () => consumer.request("bench-echo", text, { timeoutMs: 60_000 });
+      await saturate(call, { inFlight: 500, durationMs: 1_000 });
+      const throughput = await saturate(call, { inFlight: 500, durationMs: saturationMs });
+      log(`    ${Math.round(throughput.opsPerSec)}/s, p99 ${throughput.latency.p99Ms} ms`);
+      return { replicas: 3, natsServers: 3, how, throughput };
+    } finally {
+      await Promise.all([consumer.close(), provider.close(), admin.close()]);
+    }
+  } catch (err) {
+    const error = err instanceof Error ? err.message : String(err);
+    log(`    cluster run failed: ${error}`);
+    return { replicas: 3, natsServers: 3, how, error };
+  } finally {
+    await broker?.stop();
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function printScale(results: ScaleResult[], cluster: ClusterResult, log: (line: string) => void) {
+  log("");
+  log(
+    "services  register ms  restart ms  ready ms  idle cpu broker/nats %  msg/s  p99 ms  RSS idle/after MiB  journal B/msg",
+  );
+  for (const r of results) {
+    log(
+      [
+        String(r.services).padEnd(8),
+        String(r.registerMs).padEnd(11),
+        String(r.restartMs).padEnd(10),
+        String(r.readyMs).padEnd(8),
+        `${r.idleCpuPercent.broker}/${r.idleCpuPercent.natsServer}`.padEnd(25),
+        String(Math.round(r.throughput.opsPerSec)).padEnd(5),
+        String(r.throughput.latency.p99Ms).padEnd(6),
+        `${Math.round(r.idleBrokerRssMiB)}/${Math.round(r.brokerRssMiB)}`.padEnd(18),
+        String(Math.round(r.journalBytesPerMsg)),
+      ].join("  "),
+    );
+  }
+  const c = cluster.throughput;
+  log(
+    c
+      ? `cluster R3: ${Math.round(c.opsPerSec)}/s, p99 ${c.latency.p99Ms} ms (${cluster.how})`
+      : `cluster R3: failed: ${cluster.error}`,
+  );
 }
