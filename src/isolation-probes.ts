@@ -94,6 +94,25 @@ export function forbiddenActions(target: Omit<ProbeTarget, "servers" | "self"> &
 }
 
 /**
+ * What the same agency must still be able to do, so that a probe run that
+ * is refused everything (a broken login, say) does not pass for isolation.
+ */
+export function allowedActions(self: string, roles: readonly string[]): Probe[] {
+  const own: Probe[] = [
+    { name: "use its own API", kind: "publish", subject: subject.api(self, "status") },
+    { name: "read its own inbox", kind: "subscribe", subject: `${subject.inboxPrefix(self)}.>` },
+  ];
+  if (roles.includes("consumer")) {
+    own.push({
+      name: "read its own replies",
+      kind: "publish",
+      subject: `$JS.API.CONSUMER.INFO.${STREAM.replies}.${consumerName.replies(self)}`,
+    });
+  }
+  return own;
+}
+
+/**
  * Tries every probe as `target.self` on one connection (a permission
  * violation does not close it) and reports each outcome.
  */
