@@ -24,6 +24,8 @@ interface BenchOptions {
   concurrency: string;
   saturationMs?: string;
   rates?: string;
+  services?: string;
+  cluster: boolean;
 }
 
 const FULL: { payloads: number[]; plan: PhasePlan } = {
@@ -65,10 +67,17 @@ async function main(): Promise<void> {
     .option("--concurrency <n>", "the bench service's calls in flight per broker node", "500")
     .option("--saturation-ms <ms>", "length of each saturation phase")
     .option("--rates <list>", "offered loads, comma-separated requests/s; 'none' for none")
+    .option("--services <list>", "with --scale: service counts, comma-separated")
+    .option("--no-cluster", "with --scale: skip the three-node cluster run")
     .parse()
     .opts<BenchOptions>();
   if (opts.scale) {
-    await runScale({ quick: opts.quick ?? false, log });
+    await runScale({
+      quick: opts.quick ?? false,
+      counts: opts.services?.split(",").map(Number),
+      cluster: opts.cluster,
+      log,
+    });
     return;
   }
   await runComparison(opts);

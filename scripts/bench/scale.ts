@@ -43,6 +43,10 @@ import { machine, writeResults } from "./report.ts";
 
 export interface ScaleOptions {
   quick: boolean;
+  /** Service counts to run; defaults to 10, 1,000 and 10,000 (10 and 1,000 when quick). */
+  counts?: number[];
+  /** Whether to run the three-node cluster too. */
+  cluster: boolean;
   log: (line: string) => void;
 }
 
@@ -68,15 +72,18 @@ const PAYLOAD_BYTES = 256;
 
 export async function runScale(opts: ScaleOptions): Promise<void> {
   const host = machine();
-  const counts = opts.quick ? [10, 1_000] : [10, 1_000, 10_000];
+  const counts = opts.counts ?? (opts.quick ? [10, 1_000] : [10, 1_000, 10_000]);
   const saturationMs = opts.quick ? 3_000 : 8_000;
   const results: ScaleResult[] = [];
   for (const services of counts) {
     opts.log(`  ${services} services`);
     results.push(await scaleRun(services, saturationMs, opts.log));
   }
-  opts.log("  three-node cluster, three replicas");
-  const cluster = await clusterRun(saturationMs, opts.log);
+  let cluster: ClusterResult | undefined;
+  if (opts.cluster) {
+    opts.log("  three-node cluster, three replicas");
+    cluster = await clusterRun(saturationMs, opts.log);
+  }
   host.loadAvgAfter = os.loadavg().map((n) => Math.round(n * 100) / 100);
   printScale(results, cluster, opts.log);
   const file = writeResults(repo, "bench-scale", { machine: host, results, cluster });
@@ -291,7 +298,11 @@ async function clusterRun(
   }
 }
 
-function printScale(results: ScaleResult[], cluster: ClusterResult, log: (line: string) => void) {
+function printScale(
+  results: ScaleResult[],
+  cluster: ClusterResult | undefined,
+  log: (line: string) => void,
+) {
   log("");
   log(
     "services  register ms  restart ms  ready ms  idle cpu broker/nats %  msg/s  p99 ms  RSS idle/after MiB  journal B/msg",
@@ -311,6 +322,7 @@ function printScale(results: ScaleResult[], cluster: ClusterResult, log: (line: 
       ].join("  "),
     );
   }
+  if (!cluster) return;
   const c = cluster.throughput;
   log(
     c
