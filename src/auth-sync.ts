@@ -17,7 +17,7 @@ export interface AuthTarget {
   pid(): number | undefined;
 }
 
-const DEBOUNCE_MS = 50;
+const DEFAULT_DEBOUNCE_MS = 500;
 
 /**
  * The line of a nats-server config that includes `authFile`. nats-server
@@ -48,6 +48,25 @@ export function applyAuthorization(text: string, targets: AuthTarget[]): AuthTar
   return changed;
 }
 
+export interface AuthSyncOptions {
+  /** Users of the bus itself, rendered first with full access. */
+  system: SystemUser[];
+  targets: AuthTarget[];
+  log: Logger;
+  /**
+   * How long changes are gathered into one reload. Each reload costs a
+   * pause of the JetStream API (see docs/limitations.md), so bursts of
+   * registrations are applied together. Default 500.
+   */
+  debounceMs?: number;
+  /** Reloads the servers have reported so far, when their log is at hand (see `countReloads`). */
+  reloadsSeen?: () => number;
+}
+
+/** How long `settled` waits for a server to reload and answer the JetStream API again. */
+const SETTLE_TIMEOUT_MS = 10_000;
+const SETTLE_POLL_MS = 50;
+
 /**
  * Keeps nats-server authorization equal to the registry: follows the
  * agencies and services buckets and, after each change, renders every
@@ -60,14 +79,13 @@ export class AuthSync {
   private followers: KvFollower[] = [];
   private timer: NodeJS.Timeout | undefined;
   private synced = false;
+  private settledAt = 0;
   /** How many times a changed authorization was written and the servers signalled. */
   applied = 0;
 
   constructor(
     private readonly bus: BusConnection,
-    private readonly system: SystemUser[],
-    private readonly targets: AuthTarget[],
-    private readonly log: Logger,
+    private readonly opts: AuthSyncOptions,
   ) {}
 
   /** Resolves once the registry as it is now has been applied. */
@@ -95,22 +113,46 @@ export class AuthSync {
     const text = renderAuthorization(
       [...this.agencies.values()],
       [...this.services.values()],
-      this.system,
+      this.opts.system,
     );
     try {
-      const changed = applyAuthorization(text, this.targets);
+      const changed = applyAuthorization(text, this.opts.targets);
       if (changed.length > 0) {
         this.applied++;
-        this.log.info(
+        this.opts.log.info(
           { agencies: this.agencies.size, servers: changed.length },
           "authorization reloaded",
         );
       }
       return changed.length > 0;
     } catch (err) {
-      this.log.error({ err }, "authorization not applied");
+      this.opts.log.error({ err }, "authorization not applied");
       return false;
     }
+  }
+
+  /**
+   * Applies what the followed registry holds now, and resolves once the
+   * servers have reloaded and their JetStream API answers again. Changes
+   * not yet seen by this node's followers are not waited for.
+   */
+  async settled(): Promise<void> {
+    if (this.timer) this.sync();
+    if (this.applied === this.settledAt) return;
+    const target = this.applied;
+    const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+    const seen = this.opts.reloadsSeen;
+    if (!seen) await sleep(2 * SETTLE_POLL_MS);
+    while (seen && seen() < target && Date.now() < deadline) await sleep(SETTLE_POLL_MS);
+    // The API pauses while a server reloads: wait until it has answered twice in a row.
+    for (let answered = 0; answered < 2 && Date.now() < deadline; ) {
+      await sleep(SETTLE_POLL_MS);
+      answered = await this.bus.jsm.getAccountInfo().then(
+        () => answered + 1,
+        () => 0,
+      );
+    }
+    this.settledAt = target;
   }
 
   private follow<T>(kv: KV, into: Map<string, T>) {
@@ -127,13 +169,26 @@ export class AuthSync {
           this.schedule();
         },
       },
-      this.log,
+      this.opts.log,
     );
   }
 
   private schedule(): void {
     if (!this.synced || this.timer) return;
-    this.timer = setTimeout(() => this.sync(), DEBOUNCE_MS);
+    this.timer = setTimeout(() => this.sync(), this.opts.debounceMs ?? DEFAULT_DEBOUNCE_MS);
     this.timer.unref();
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Counts the reloads a nats-server child process reports on stderr. */
+export function countReloads(stderr: NodeJS.ReadableStream | null | undefined): () => number {
+  let reloads = 0;
+  stderr?.on("data", (chunk: Buffer) => {
+    reloads += chunk.toString().split("Reloaded server configuration").length - 1;
+  });
+  return () => reloads;
 }

@@ -1,27 +1,29 @@
-import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { createUser, fromSeed } from "@nats-io/nkeys";
 import { type ConnectionOptions, nkeyAuthenticator } from "@nats-io/transport-node";
-import { hashPassword, SYSTEM_USER_PREFIX, type SystemUser } from "./auth.ts";
+import type { SystemUser } from "./auth.ts";
 import { assertToken } from "./ids.ts";
 
-/** A NATS user name and its password, as a client logs in with them. */
-export interface PasswordLogin {
-  user: string;
-  password: string;
-}
+/** Connection options that log in, for a client of the bus itself. */
+export type Login = Pick<ConnectionOptions, "authenticator">;
 
-/** The bus's own logins: its broker nodes, and the operator's admin script. */
+/**
+ * The bus's own logins: its broker nodes, and the operator's admin script.
+ * They are nkeys, not passwords: nats-server checks every connected
+ * password client's bcrypt hash again on each reload, and meanwhile its
+ * JetStream API does not answer (about 100 ms per client, measured).
+ */
 export interface SystemCredentials {
-  broker: PasswordLogin;
-  operator: PasswordLogin;
-  /** Both, as rendered into nats-server's authorization (bcrypt hashes only). */
+  broker: Login;
+  operator: Login;
+  /** Both, as rendered into nats-server's authorization (public keys only). */
   users: SystemUser[];
 }
 
-interface StoredLogin extends PasswordLogin {
-  passwordHash: string;
+interface StoredSeeds {
+  broker: string;
+  operator: string;
 }
 
 /** An agency's nkey: the public key to register and the seed to log in with. */
@@ -41,43 +43,42 @@ export function credentialsDir(dataDir: string): string {
 const SYSTEM_FILE = "system.json";
 
 /**
- * The broker's and operator's logins under `dataDir`, made with random
- * passwords on first use and kept, so a restarted bus keeps them.
+ * The broker's and operator's nkeys under `dataDir`, made on first use and
+ * kept, so a restarted bus keeps them.
  */
 export function loadOrCreateSystemCredentials(dataDir: string): SystemCredentials {
   const file = path.join(ensureDir(dataDir), SYSTEM_FILE);
-  let stored: { broker: StoredLogin; operator: StoredLogin } | undefined;
-  if (existsSync(file)) stored = JSON.parse(readFileSync(file, "utf8"));
-  if (!stored?.broker?.passwordHash || !stored.operator?.passwordHash) {
-    stored = {
-      broker: newLogin(`${SYSTEM_USER_PREFIX}-broker`),
-      operator: newLogin(`${SYSTEM_USER_PREFIX}-operator`),
-    };
+  let stored = readSeeds(file);
+  if (!stored) {
+    const seed = () => new TextDecoder().decode(createUser().getSeed());
+    stored = { broker: seed(), operator: seed() };
     writeSecret(file, `${JSON.stringify(stored, null, 2)}\n`);
   }
-  const { broker, operator } = stored;
+  const broker = encoder.encode(stored.broker);
+  const operator = encoder.encode(stored.operator);
   return {
-    broker: { user: broker.user, password: broker.password },
-    operator: { user: operator.user, password: operator.password },
-    users: [broker, operator].map((l) => ({ user: l.user, passwordHash: l.passwordHash })),
+    broker: nkeyLogin(broker),
+    operator: nkeyLogin(operator),
+    users: [broker, operator].map((seed) => ({ nkey: fromSeed(seed).getPublicKey() })),
   };
 }
 
 /** The operator's login kept under `dataDir`, if an embedded bus with authorization made one. */
-export function readOperatorLogin(dataDir: string): PasswordLogin | undefined {
-  const file = path.join(credentialsDir(dataDir), SYSTEM_FILE);
+export function readOperatorLogin(dataDir: string): Login | undefined {
+  const stored = readSeeds(path.join(credentialsDir(dataDir), SYSTEM_FILE));
+  return stored ? nkeyLogin(encoder.encode(stored.operator)) : undefined;
+}
+
+function readSeeds(file: string): StoredSeeds | undefined {
   if (!existsSync(file)) return undefined;
   try {
-    const { operator } = JSON.parse(readFileSync(file, "utf8")) as { operator?: PasswordLogin };
-    return operator?.user && operator.password ? operator : undefined;
+    const stored = JSON.parse(readFileSync(file, "utf8")) as Partial<StoredSeeds>;
+    return typeof stored.broker === "string" && typeof stored.operator === "string"
+      ? (stored as StoredSeeds)
+      : undefined;
   } catch {
     return undefined;
   }
-}
-
-function newLogin(user: string): StoredLogin {
-  const password = randomBytes(24).toString("base64url");
-  return { user, password, passwordHash: hashPassword(password) };
 }
 
 /** The nkey of `agency` kept in `<dataDir>/credentials/<agency>.nk`, made on first use. */
@@ -100,6 +101,8 @@ export function readAgencyNkey(file: string, agency: string): AgencyNkey {
 export function nkeyLogin(seed: Uint8Array): Pick<ConnectionOptions, "authenticator"> {
   return { authenticator: nkeyAuthenticator(seed) };
 }
+
+const encoder = new TextEncoder();
 
 function ensureDir(dataDir: string): string {
   const dir = credentialsDir(dataDir);

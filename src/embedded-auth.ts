@@ -1,22 +1,18 @@
+import type { ChildProcess } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { renderAuthorization } from "./auth.ts";
-import { AuthSync, authInclude } from "./auth-sync.ts";
+import { AuthSync, authInclude, countReloads } from "./auth-sync.ts";
 import {
   type AgencyNkey,
   credentialsDir,
+  type Login,
   loadOrCreateAgencyNkey,
   loadOrCreateSystemCredentials,
   type SystemCredentials,
 } from "./credentials.ts";
 import type { Logger } from "./logger.ts";
 import type { BusConnection } from "./nats.ts";
-
-/** NATS user and password options of a client. */
-export interface LoginOptions {
-  user: string;
-  pass: string;
-}
 
 /** The authorization of an embedded nats-server and the logins it was made with. */
 export interface EmbeddedAuth {
@@ -25,9 +21,9 @@ export interface EmbeddedAuth {
   /** Where the logins are kept: `<dataDir>/credentials`. */
   credentialsDir: string;
   /** How broker nodes log in. */
-  broker: LoginOptions;
+  broker: Login;
   /** How the admin script logs in. */
-  operator: LoginOptions;
+  operator: Login;
   /** An agency's nkey, made on first use and kept under the credentials folder. */
   agencyNkey(agency: string): AgencyNkey;
   /**
@@ -35,6 +31,11 @@ export interface EmbeddedAuth {
    * `bus` (a broker's connection). Stopped with the embedded server.
    */
   follow(bus: BusConnection, log: Logger): Promise<void>;
+  /**
+   * Resolves once the registry as the follower sees it is in force and the
+   * server's JetStream API answers again after the reload.
+   */
+  settled(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -47,7 +48,7 @@ export interface EmbeddedAuth {
 export function prepareEmbeddedAuth(
   dataDir: string,
   configFile: string,
-  pid: () => number | undefined,
+  server: () => ChildProcess | undefined,
 ): { auth: EmbeddedAuth; include: string } {
   const system: SystemCredentials = loadOrCreateSystemCredentials(dataDir);
   const authFile = path.join(path.dirname(configFile), "auth.conf");
@@ -58,13 +59,18 @@ export function prepareEmbeddedAuth(
   const auth: EmbeddedAuth = {
     authFile,
     credentialsDir: credentialsDir(dataDir),
-    broker: { user: system.broker.user, pass: system.broker.password },
-    operator: { user: system.operator.user, pass: system.operator.password },
+    broker: system.broker,
+    operator: system.operator,
     agencyNkey: (agency) => loadOrCreateAgencyNkey(dataDir, agency),
     async follow(bus, log) {
       if (sync) return;
-      sync = new AuthSync(bus, system.users, [{ authFile, pid }], log);
+      const target = { authFile, pid: () => server()?.pid };
+      const reloadsSeen = countReloads(server()?.stderr);
+      sync = new AuthSync(bus, { system: system.users, targets: [target], log, reloadsSeen });
       await sync.start();
+    },
+    async settled() {
+      await sync?.settled();
     },
     async stop() {
       await sync?.stop();

@@ -39,10 +39,10 @@ export async function startEmbeddedNats(
 ): Promise<EmbeddedNats> {
   const log = componentLogger("embedded", { node: config.nodeId });
   const configFile = path.join(config.dataDir, "magistral-embedded.conf");
-  let pid: number | undefined;
+  let child: RunningNatsServer["process"] | undefined;
   // With `auth`, only the broker, the operator and registered agencies may connect.
   const prepared = config.auth
-    ? prepareEmbeddedAuth(config.dataDir, configFile, () => pid)
+    ? prepareEmbeddedAuth(config.dataDir, configFile, () => child)
     : undefined;
   const server = await startNatsServer({
     name: "magistral-embedded",
@@ -52,7 +52,7 @@ export async function startEmbeddedNats(
     extraConfig: prepared?.include,
     detached: true,
   });
-  pid = server.process.pid;
+  child = server.process;
   // In its own process group the server outlives a crash of this process
   // unless it is stopped here; an exit handler must be synchronous.
   // LIMITATION: a SIGKILL of this process runs no handler, so the server is
@@ -64,7 +64,7 @@ export async function startEmbeddedNats(
   const info: RuntimeInfo = { servers: [server.url], pid: process.pid, startedAt: Date.now() };
   if (prepared) {
     Object.assign(info, {
-      natsPid: pid,
+      natsPid: child.pid,
       authFile: prepared.auth.authFile,
       credentialsDir: prepared.auth.credentialsDir,
     });

@@ -3,7 +3,7 @@ import { errors } from "@nats-io/transport-node";
 import type { Command } from "commander";
 import { AdminClient } from "../../src/admin-client.ts";
 import { loadConfig } from "../../src/config.ts";
-import { readOperatorLogin } from "../../src/credentials.ts";
+import { type Login, readOperatorLogin } from "../../src/credentials.ts";
 import { readRuntime } from "../../src/embedded.ts";
 import { ErrorCode, MagistralError, toMagistralError } from "../../src/errors.ts";
 import { printJson } from "./output.ts";
@@ -26,7 +26,7 @@ export interface AdminContext {
   /** The NATS URL(s) the script talks to. */
   server(): string;
   /** Connection options for a command that needs its own NATS connection. */
-  natsOptions(): { servers: string[]; user?: string; pass?: string };
+  natsOptions(): { servers: string[]; user?: string; pass?: string } & Login;
   /**
    * Calls one admin operation of the bus.
    * @throws MagistralError with the bus's code, or UNAVAILABLE when the bus cannot be reached
@@ -73,8 +73,9 @@ export function createContext(program: Command): AdminContext {
     const login = user || options().server ? undefined : embeddedOperatorLogin();
     return {
       servers: server().split(","),
-      user: user ?? login?.user,
-      pass: options().password ?? process.env.MAGISTRAL_NATS_PASS ?? login?.password,
+      user,
+      pass: options().password ?? process.env.MAGISTRAL_NATS_PASS,
+      ...login,
     };
   };
 

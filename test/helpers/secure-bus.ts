@@ -4,7 +4,7 @@ import path from "node:path";
 import { type RunningNatsServer, startNatsServer } from "../../cluster/nats-server.ts";
 import { AdminClient } from "../../src/admin-client.ts";
 import { renderAuthorization } from "../../src/auth.ts";
-import { AuthSync, authInclude } from "../../src/auth-sync.ts";
+import { AuthSync, authInclude, countReloads } from "../../src/auth-sync.ts";
 import { BrokerNode } from "../../src/broker.ts";
 import { AgencyClient } from "../../src/client.ts";
 import {
@@ -57,33 +57,32 @@ export async function startSecureBus(teardown: Teardown): Promise<SecureBus> {
     extraConfig: authInclude(configFile, authFile),
   });
   teardown(() => server.kill());
-  let reloads = 0;
-  server.process.stderr?.on("data", (chunk: Buffer) => {
-    reloads += chunk.toString().split("Reloaded server configuration").length - 1;
-  });
+  const reloadsSeen = countReloads(server.process.stderr);
   const servers = [server.url];
-  const login = { user: system.broker.user, pass: system.broker.password };
   const broker = await BrokerNode.start({
     nodeId: `secnode${seq}`,
-    nats: { servers, ...login },
+    nats: { servers, ...system.broker },
     dataDir: dir,
     log: rootLogger.child({ test: path.basename(dir) }),
   });
   teardown(() => broker.close());
   const target = { authFile, pid: () => server.process.pid };
-  const sync = new AuthSync(broker.bus, system.users, [target], rootLogger);
+  const sync = new AuthSync(broker.bus, {
+    system: system.users,
+    targets: [target],
+    log: rootLogger,
+    debounceMs: 20,
+    reloadsSeen,
+  });
   await sync.start();
   teardown(() => sync.stop());
-  const admin = await AdminClient.connect({
-    servers,
-    user: system.operator.user,
-    pass: system.operator.password,
-  });
+  const admin = await AdminClient.connect({ servers, ...system.operator });
   teardown(() => admin.close());
 
   const settled = async () => {
     const { text } = await admin.call<{ text: string }>("auth.render", { system: system.users });
-    await waitFor(() => readFileSync(authFile, "utf8") === text && reloads >= sync.applied);
+    await waitFor(() => readFileSync(authFile, "utf8") === text);
+    await sync.settled();
   };
   return {
     dir,
