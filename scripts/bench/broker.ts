@@ -127,6 +127,13 @@ export function benchService(id: string, concurrency: number) {
   };
 }
 
+/**
+ * Answer timeout of the requests that check the bus is ready. Longer than
+ * the SDK's 15 s submit timeout: a shorter one rejects unobserved while the
+ * submit still waits, and the rejection ends the process.
+ */
+export const READY_TIMEOUT_MS = 20_000;
+
 /** Calls `work` until it succeeds or `timeoutMs` passes. */
 export async function retry<T>(work: () => Promise<T>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;

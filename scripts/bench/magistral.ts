@@ -52,7 +52,7 @@ export async function benchMagistral(opts: MagistralOptions): Promise<MagistralR
   try {
     await admin.call("service.put", benchService(SERVICE, opts.serviceConcurrency));
     provider.provide(SERVICE, (request) => request.payload);
-    await retry(() => consumer.request(SERVICE, "warm", { timeoutMs: 2_000 }), 30_000);
+    await retry(() => consumer.request(SERVICE, "warm", { timeoutMs: READY_TIMEOUT_MS }), 30_000);
 
     let requests = 0;
     const byPayload: MagistralPayloadResult[] = [];

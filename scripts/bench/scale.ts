@@ -24,6 +24,7 @@ import {
   benchAgencies,
   benchService,
   dirBytes,
+  READY_TIMEOUT_MS,
   repo,
   retry,
   startBrokerChild,
@@ -183,7 +184,9 @@ async function readyAfterRestart(url: string, broker: BrokerChild, ids: string[]
       (_, i) => ids[Math.floor((i * ids.length) / Math.min(20, ids.length))]!,
     );
     await Promise.all(
-      sample.map((id) => retry(() => consumer.request(id, "ready", { timeoutMs: 5_000 }), 120_000)),
+      sample.map((id) =>
+        retry(() => consumer.request(id, "ready", { timeoutMs: READY_TIMEOUT_MS }), 120_000),
+      ),
     );
     return {
       restartMs: Math.round(broker.startMs),
@@ -277,7 +280,10 @@ async function clusterRun(
     try {
       await admin.call("service.put", benchService("bench-echo", 500));
       provider.provide("bench-echo", (request) => request.payload);
-      await retry(() => consumer.request("bench-echo", "warm", { timeoutMs: 2_000 }), 60_000);
+      await retry(
+        () => consumer.request("bench-echo", "warm", { timeoutMs: READY_TIMEOUT_MS }),
+        60_000,
+      );
       const text = payloadText(PAYLOAD_BYTES);
       const call = () => consumer.request("bench-echo", text, { timeoutMs: 60_000 });
       await saturate(call, { inFlight: 500, durationMs: 1_000 });
