@@ -13,6 +13,7 @@ import { type AdminContext, createContext } from "./admin/context.ts";
 import * as deadletters from "./admin/deadletters.ts";
 import * as health from "./admin/health.ts";
 import * as journal from "./admin/journal.ts";
+import * as security from "./admin/security.ts";
 import * as services from "./admin/services.ts";
 import * as stats from "./admin/stats.ts";
 import * as subscriptions from "./admin/subscriptions.ts";
@@ -33,6 +34,7 @@ const TOPICS: AdminTopic[] = [
   journal,
   stats,
   subscriptions,
+  security,
 ];
 
 const DEFAULT_WAIT_MS = 15_000;

@@ -159,7 +159,7 @@ export function agencySecurityFields(
   };
   if (body.groups !== undefined) out.groups = groupsField(body.groups);
   if (body.credentials !== undefined) {
-    out.credentials = credentialsField(body.credentials);
+    out.credentials = credentialsField(body.credentials, before?.credentials);
     checkNkeysUnique(id, out.credentials, others);
   }
   if (body.signingKeys !== undefined)
@@ -172,20 +172,28 @@ function groupsField(value: unknown): string[] {
   return [...new Set(value.map((g) => assertToken(g, "group")))];
 }
 
-function credentialsField(value: unknown): AgencyCredentials {
+/**
+ * Credentials given replace those before field by field: `nkeys` (or one
+ * `nkey`) and `passwordHash`; null removes a field.
+ */
+function credentialsField(value: unknown, before: AgencyCredentials = {}): AgencyCredentials {
   if (typeof value !== "object" || value === null) bad("credentials must be a map");
   const raw = value as Record<string, unknown>;
-  const nkeys = raw.nkeys ?? (raw.nkey === undefined ? [] : [raw.nkey]);
-  if (!Array.isArray(nkeys) || nkeys.length > 2) bad("credentials.nkeys: at most two keys");
-  const out: AgencyCredentials = {};
-  if (nkeys.length > 0) out.nkeys = nkeys.map(checkUserNkey);
-  if (raw.passwordHash !== undefined) {
+  if (raw.password !== undefined) bad("send credentials.passwordHash, not a password");
+  const out: AgencyCredentials = { ...before };
+  const nkeys = raw.nkey !== undefined ? [raw.nkey] : raw.nkeys;
+  if (nkeys === null) delete out.nkeys;
+  else if (nkeys !== undefined) {
+    if (!Array.isArray(nkeys) || nkeys.length > 2) bad("credentials.nkeys: at most two keys");
+    out.nkeys = nkeys.map(checkUserNkey);
+  }
+  if (raw.passwordHash === null) delete out.passwordHash;
+  else if (raw.passwordHash !== undefined) {
     if (typeof raw.passwordHash !== "string" || !BCRYPT.test(raw.passwordHash)) {
       bad("credentials.passwordHash must be a bcrypt hash; passwords are never sent in clear");
     }
     out.passwordHash = raw.passwordHash;
   }
-  if (raw.password !== undefined) bad("send credentials.passwordHash, not a password");
   return out;
 }
 

@@ -69,6 +69,15 @@ export function readOperatorLogin(dataDir: string): Login | undefined {
   return stored ? nkeyLogin(encoder.encode(stored.operator)) : undefined;
 }
 
+/** The system users of an embedded bus under `dataDir`, as rendered into its authorization. */
+export function readSystemUsers(dataDir: string): SystemUser[] | undefined {
+  const stored = readSeeds(path.join(credentialsDir(dataDir), SYSTEM_FILE));
+  if (!stored) return undefined;
+  return [stored.broker, stored.operator].map((seed) => ({
+    nkey: fromSeed(encoder.encode(seed)).getPublicKey(),
+  }));
+}
+
 function readSeeds(file: string): StoredSeeds | undefined {
   if (!existsSync(file)) return undefined;
   try {
