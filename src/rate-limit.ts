@@ -177,6 +177,8 @@ function limitKey(service: string, agency: string): string {
  * The verdicts for `count` requests arriving at `nowMs` in order, and the
  * state after the admitted ones. A request refused by its quota spends no
  * rate token; a request refused by its rate spends no quota.
+ * LIMITATION: `nowMs` is this node's clock; nodes whose clocks differ by δ
+ * admit up to δ × rate more, and the quota's day turns by each node's clock.
  */
 function decide(before: LimitState, count: number, rule: LimitRule, nowMs: number) {
   const today = Math.floor(nowMs / DAY_MS);
