@@ -5,7 +5,14 @@ import path from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { consumerName, STREAM } from "../../src/subjects.ts";
-import { benchAgencies, benchService, dirBytes, retry, startBrokerChild } from "./broker.ts";
+import {
+  benchAgencies,
+  benchService,
+  dirBytes,
+  READY_TIMEOUT_MS,
+  retry,
+  startBrokerChild,
+} from "./broker.ts";
 import { payloadText, processMemoryMiB, round3, sleep } from "./measure.ts";
 import { benchCalls, type CallBenchResult, type PhasePlan } from "./runner.ts";
 
