@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
-import { startNatsServer } from "../cluster/nats-server.ts";
+import { freePort, startNatsServer } from "../cluster/nats-server.ts";
 import { repo } from "./bench/broker.ts";
 import { benchMagistral, type MagistralResult } from "./bench/magistral.ts";
 import { benchMoleculer, type MoleculerResult } from "./bench/moleculer.ts";
@@ -92,7 +92,13 @@ async function runComparison(opts: BenchOptions): Promise<void> {
   log(`load average before: ${host.loadAvgBefore.join(" ")}`);
 
   const dir = mkdtempSync(path.join(os.tmpdir(), "mg-bench-"));
-  const server = await startNatsServer({ name: "bench", storeDir: path.join(dir, "js") });
+  const monitorPort = await freePort();
+  const server = await startNatsServer({
+    name: "bench",
+    storeDir: path.join(dir, "js"),
+    extraConfig: `http: "127.0.0.1:${monitorPort}"`,
+  });
+  const monitorUrl = `http://127.0.0.1:${monitorPort}`;
   const natsPid = server.process.pid!;
   const jetstream: JetStreamResult[] = [];
   const core: { payloadBytes: number; result: CallBenchResult }[] = [];
@@ -117,6 +123,7 @@ async function runComparison(opts: BenchOptions): Promise<void> {
       magistral = await benchMagistral({
         servers: server.url,
         natsPid,
+        monitorUrl,
         dataDir: path.join(dir, "broker"),
         payloads: preset.payloads,
         plan,

@@ -35,6 +35,8 @@ export interface MagistralResult {
 export interface MagistralOptions {
   servers: string;
   natsPid: number;
+  /** nats-server's monitoring URL, to count the broker's messages. */
+  monitorUrl?: string;
   dataDir: string;
   payloads: number[];
   plan: PhasePlan;
@@ -73,7 +75,13 @@ export async function benchMagistral(opts: MagistralOptions): Promise<MagistralR
       const result = await benchCalls(
         call,
         opts.plan,
-        { natsPid: opts.natsPid, brokerPid: broker.pid },
+        {
+          natsPid: opts.natsPid,
+          brokerPid: broker.pid,
+          monitor: opts.monitorUrl
+            ? { url: opts.monitorUrl, connection: `magistral-${NODE_ID}` }
+            : undefined,
+        },
         opts.log,
       );
       byPayload.push({

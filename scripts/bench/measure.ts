@@ -221,3 +221,49 @@ export function round3(n: number): number {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Messages and bytes a client connection exchanged with nats-server, from its /connz. */
+export interface ConnTraffic {
+  inMsgs: number;
+  outMsgs: number;
+  inBytes: number;
+  outBytes: number;
+}
+
+/**
+ * Totals of the connections whose name starts with `namePrefix`, read from
+ * nats-server's monitoring endpoint: a count of NATS messages does not move
+ * with the machine's load the way CPU time does.
+ */
+export async function connTraffic(monitorUrl: string, namePrefix: string): Promise<ConnTraffic> {
+  const res = await fetch(`${monitorUrl}/connz?limit=100000`);
+  const body = (await res.json()) as {
+    connections?: {
+      name?: string;
+      in_msgs: number;
+      out_msgs: number;
+      in_bytes: number;
+      out_bytes: number;
+    }[];
+  };
+  const total: ConnTraffic = { inMsgs: 0, outMsgs: 0, inBytes: 0, outBytes: 0 };
+  for (const c of body.connections ?? []) {
+    if (!c.name?.startsWith(namePrefix)) continue;
+    total.inMsgs += c.in_msgs;
+    total.outMsgs += c.out_msgs;
+    total.inBytes += c.in_bytes;
+    total.outBytes += c.out_bytes;
+  }
+  return total;
+}
+
+/** Traffic per message between two readings. */
+export function trafficPer(before: ConnTraffic, after: ConnTraffic, messages: number) {
+  const n = Math.max(1, messages);
+  return {
+    inMsgs: round3((after.inMsgs - before.inMsgs) / n),
+    outMsgs: round3((after.outMsgs - before.outMsgs) / n),
+    inBytes: Math.round((after.inBytes - before.inBytes) / n),
+    outBytes: Math.round((after.outBytes - before.outBytes) / n),
+  };
+}

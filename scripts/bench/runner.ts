@@ -4,11 +4,13 @@
 import {
   type Call,
   type CpuCost,
+  connTraffic,
   cpuMeter,
   fixedRate,
   type RateResult,
   type SaturationResult,
   saturate,
+  trafficPer,
 } from "./measure.ts";
 
 /** How long and how hard each phase runs. */
@@ -28,12 +30,17 @@ export interface Processes {
   natsPid: number;
   /** A broker in a child process, so its CPU is measured apart from the bench's. */
   brokerPid?: number;
+  /** nats-server's monitoring URL and the name of the broker's connection, to count its messages. */
+  monitor?: { url: string; connection: string };
 }
 
 export type Measured<T> = T & { cpu: CpuCost };
 
 export interface CallBenchResult {
-  saturation: Measured<SaturationResult>;
+  saturation: Measured<SaturationResult> & {
+    /** NATS messages and bytes of the broker's connection per call, at saturation. */
+    brokerTraffic?: ReturnType<typeof trafficPer>;
+  };
   rates: Measured<RateResult>[];
 }
 
@@ -45,10 +52,18 @@ export async function benchCalls(
 ): Promise<CallBenchResult> {
   await saturate(call, { inFlight: plan.inFlight, durationMs: plan.warmupMs });
 
+  const traffic = () =>
+    procs.monitor ? connTraffic(procs.monitor.url, procs.monitor.connection) : undefined;
+  const traffic0 = await traffic();
   let meter = cpuMeter(procs.natsPid, procs.brokerPid);
   const sat = await saturate(call, { inFlight: plan.inFlight, durationMs: plan.saturationMs });
-  const saturation = { ...sat, cpu: meter.per(sat.ops) };
-  log(`    saturation: ${Math.round(sat.opsPerSec)}/s, p99 ${sat.latency.p99Ms} ms`);
+  const saturation: CallBenchResult["saturation"] = { ...sat, cpu: meter.per(sat.ops) };
+  const traffic1 = await traffic();
+  if (traffic0 && traffic1) saturation.brokerTraffic = trafficPer(traffic0, traffic1, sat.ops);
+  const perCall = saturation.brokerTraffic
+    ? `, broker ${saturation.brokerTraffic.inMsgs} in + ${saturation.brokerTraffic.outMsgs} out NATS msgs per call`
+    : "";
+  log(`    saturation: ${Math.round(sat.opsPerSec)}/s, p99 ${sat.latency.p99Ms} ms${perCall}`);
 
   const rates: Measured<RateResult>[] = [];
   for (const ratePerSec of plan.ratesPerSec) {

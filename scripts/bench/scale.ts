@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { type RunningNatsServer, startNatsServer } from "../../cluster/nats-server.ts";
+import { freePort, type RunningNatsServer, startNatsServer } from "../../cluster/nats-server.ts";
 import type { AdminClient } from "../../src/admin-client.ts";
 import { AgencyClient } from "../../src/client.ts";
 import {
@@ -32,6 +32,7 @@ import {
 import { startCluster } from "./cluster.ts";
 import { journalCaughtUp } from "./magistral.ts";
 import {
+  connTraffic,
   cpuMeter,
   payloadText,
   processMemoryMiB,
@@ -39,6 +40,7 @@ import {
   type SaturationResult,
   saturate,
   sleep,
+  trafficPer,
 } from "./measure.ts";
 import { machine, writeResults } from "./report.ts";
 
@@ -61,6 +63,8 @@ interface ScaleResult {
   idleBrokerRssMiB: number;
   /** CPU of an idle broker and nats-server: the cost of keeping every consumer pulled. */
   idleCpuPercent: { broker: number; natsServer: number };
+  /** NATS messages per second of the idle broker's connection. */
+  idleTraffic: ReturnType<typeof trafficPer>;
   throughput: SaturationResult;
   cpuUsPerMsg: ReturnType<ReturnType<typeof cpuMeter>["per"]>;
   brokerRssMiB: number;
@@ -70,6 +74,7 @@ interface ScaleResult {
 
 const NODE_ID = "bench1";
 const PAYLOAD_BYTES = 256;
+const IDLE_MS = 5_000;
 
 export async function runScale(opts: ScaleOptions): Promise<void> {
   const host = machine();
@@ -97,7 +102,13 @@ async function scaleRun(
   log: (line: string) => void,
 ): Promise<ScaleResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "mg-scale-"));
-  const server = await startNatsServer({ name: "scale", storeDir: path.join(dir, "js") });
+  const monitorPort = await freePort();
+  const server = await startNatsServer({
+    name: "scale",
+    storeDir: path.join(dir, "js"),
+    extraConfig: `http: "127.0.0.1:${monitorPort}"`,
+  });
+  const monitorUrl = `http://127.0.0.1:${monitorPort}`;
   const dataDir = path.join(dir, "broker");
   let broker = await startBrokerChild({ servers: server.url, nodeId: NODE_ID, dataDir });
   try {
@@ -114,7 +125,7 @@ async function scaleRun(
     broker = await startBrokerChild({ servers: server.url, nodeId: NODE_ID, dataDir });
     const restarted = await readyAfterRestart(server.url, broker, ids);
     log(`    restarted in ${restarted.restartMs} ms, ready in ${restarted.readyMs} ms`);
-    const measured = await loadAll(server, broker, ids, saturationMs, log);
+    const measured = await loadAll(server, monitorUrl, broker, ids, saturationMs, log);
     return { services, registerMs, ...restarted, ...measured };
   } finally {
     await broker.stop();
@@ -199,6 +210,7 @@ async function readyAfterRestart(url: string, broker: BrokerChild, ids: string[]
 
 async function loadAll(
   server: RunningNatsServer,
+  monitorUrl: string,
   broker: BrokerChild,
   ids: string[],
   saturationMs: number,
@@ -206,12 +218,19 @@ async function loadAll(
 ) {
   const natsPid = server.process.pid!;
   const idleBrokerRssMiB = processMemoryMiB(broker.pid).rssMiB;
+  const connection = `magistral-${NODE_ID}`;
+  const idleTraffic0 = await connTraffic(monitorUrl, connection);
   const idle = cpuMeter(natsPid, broker.pid);
-  await sleep(5_000);
+  await sleep(IDLE_MS);
   const idleCost = idle.per(1);
+  const idleTraffic = trafficPer(
+    idleTraffic0,
+    await connTraffic(monitorUrl, connection),
+    IDLE_MS / 1_000,
+  );
   const idleCpuPercent = {
-    broker: round3((idleCost.brokerUsPerMsg ?? 0) / 50_000),
-    natsServer: round3(idleCost.natsServerUsPerMsg / 50_000),
+    broker: round3((idleCost.brokerUsPerMsg ?? 0) / (IDLE_MS * 10)),
+    natsServer: round3(idleCost.natsServerUsPerMsg / (IDLE_MS * 10)),
   };
 
   const consumer = await AgencyClient.connect({
@@ -238,6 +257,7 @@ async function loadAll(
     return {
       idleBrokerRssMiB,
       idleCpuPercent,
+      idleTraffic,
       throughput,
       cpuUsPerMsg,
       brokerRssMiB: memory.rssMiB,
@@ -321,6 +341,7 @@ function printScale(
         String(r.restartMs).padEnd(10),
         String(r.readyMs).padEnd(8),
         `${r.idleCpuPercent.broker}/${r.idleCpuPercent.natsServer}`.padEnd(25),
+        `${Math.round(r.idleTraffic.inMsgs)}/${Math.round(r.idleTraffic.outMsgs)}`.padEnd(19),
         String(Math.round(r.throughput.opsPerSec)).padEnd(5),
         String(r.throughput.latency.p99Ms).padEnd(6),
         `${Math.round(r.idleBrokerRssMiB)}/${Math.round(r.brokerRssMiB)}`.padEnd(18),
