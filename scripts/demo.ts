@@ -13,6 +13,7 @@ import { BrokerNode } from "../src/broker.ts";
 import { AgencyClient } from "../src/client.ts";
 import { loadConfig } from "../src/config.ts";
 import { type EmbeddedNats, startEmbeddedNats } from "../src/embedded.ts";
+import type { EmbeddedAuth } from "../src/embedded-auth.ts";
 import { rootLogger } from "../src/logger.ts";
 import type { ServiceDef } from "../src/registry.ts";
 import { type Outcome, report, sendAll, traceAll } from "./demo/exchange.ts";
@@ -33,16 +34,25 @@ async function main(running: Running): Promise<number> {
   rmSync(dataDir, { recursive: true, force: true });
   mkdirSync(dataDir, { recursive: true });
 
-  running.nats = await startEmbeddedNats({ dataDir, embeddedPort: 0, nodeId: "demo" });
+  // With authorization: each agency logs in with its own nkey, made under
+  // <dataDir>/credentials, and may use only its own subjects.
+  running.nats = await startEmbeddedNats({ dataDir, embeddedPort: 0, nodeId: "demo", auth: true });
+  const auth = running.nats.auth!;
   const nats = { servers: running.nats.url };
-  running.broker = await BrokerNode.start({ nodeId: "demo-node", nats, dataDir });
-  running.admin = await AdminClient.connect(nats);
+  running.broker = await BrokerNode.start({
+    nodeId: "demo-node",
+    nats: { ...nats, ...auth.broker },
+    dataDir,
+  });
+  await auth.follow(running.broker.bus, rootLogger);
+  running.admin = await AdminClient.connect({ ...nats, ...auth.operator });
   say(`demo: bus up at ${running.nats.url} in ${Date.now() - startedAtMs}ms, data in ${dataDir}`);
 
-  await registerCatalog(running.admin, running.broker);
+  await registerCatalog(running.admin, running.broker, auth);
   const clients = new Map<string, AgencyClient>();
   for (const agency of AGENCIES) {
-    const client = await AgencyClient.connect({ agency: agency.id, nats });
+    const nkeySeed = auth.agencyNkey(agency.id).seed;
+    const client = await AgencyClient.connect({ agency: agency.id, nkeySeed, nats });
     running.clients.push(client);
     clients.set(agency.id, client);
   }
@@ -60,8 +70,15 @@ async function main(running: Running): Promise<number> {
 }
 
 /** Registers the example agencies and services, and waits until the broker sees them. */
-async function registerCatalog(admin: AdminClient, broker: BrokerNode): Promise<void> {
-  for (const agency of AGENCIES) await admin.call("agency.put", { ...agency });
+async function registerCatalog(
+  admin: AdminClient,
+  broker: BrokerNode,
+  auth: EmbeddedAuth,
+): Promise<void> {
+  for (const agency of AGENCIES) {
+    const credentials = { nkeys: [auth.agencyNkey(agency.id).publicKey] };
+    await admin.call("agency.put", { ...agency, credentials });
+  }
   say(`demo: agencies ${AGENCIES.map((a) => `${a.id} (${a.roles.join("+")})`).join(", ")}`);
   for (const { schema, ...service } of SERVICES) {
     const def = await admin.call<ServiceDef>("service.put", { service, schema: schema() });
@@ -74,6 +91,8 @@ async function registerCatalog(admin: AdminClient, broker: BrokerNode): Promise<
       SERVICES.every((s) => broker.view.get(s.id)),
     "the broker did not see the registrations",
   );
+  // The server reloads its authorization with the agencies' logins and services.
+  await auth.settled({ agencies: AGENCIES.map((a) => a.id), services: SERVICES.map((s) => s.id) });
 }
 
 async function waitUntil(check: () => unknown, failure: string, timeoutMs = 10_000) {

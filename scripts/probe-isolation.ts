@@ -5,7 +5,7 @@
 // authorization and agency keys under its data dir; otherwise starts one in
 // a temporary folder with the example agencies. Ends with
 // `isolation: <n> probes, <breaches> breaches`; exits 1 on any breach.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { AGENCIES, SERVICES } from "../examples/catalog.ts";
@@ -14,7 +14,6 @@ import { BrokerNode } from "../src/broker.ts";
 import { loadConfig } from "../src/config.ts";
 import { readAgencyNkey, readOperatorLogin } from "../src/credentials.ts";
 import { type EmbeddedNats, readRuntime, startEmbeddedNats } from "../src/embedded.ts";
-import type { EmbeddedAuth } from "../src/embedded-auth.ts";
 import {
   allowedActions,
   forbiddenActions,
@@ -34,7 +33,6 @@ interface Subject {
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
-const AUTH_SETTLE_MS = 10_000;
 
 async function main(): Promise<number> {
   rootLogger.level = process.env.MAGISTRAL_LOG_LEVEL ?? "warn";
@@ -142,25 +140,16 @@ async function ownBus(): Promise<Subject> {
     const services = SERVICES.map((s) => ({ id: s.id, owner: s.owner }));
     for (const s of services) await call("service.put", { service: s });
     await admin.close();
-    await authorizationApplied(auth, services);
+    await auth.settled({
+      agencies: AGENCIES.map((a) => a.id),
+      services: services.map((s) => s.id),
+    });
     say(`isolation: probing a new embedded bus at ${nats.url}`);
     return { servers, agencies, services, close };
   } catch (err) {
     await close();
     throw err;
   }
-}
-
-/** Waits until the servers run with every service's call subject rendered. */
-async function authorizationApplied(auth: EmbeddedAuth, services: { id: string }[]) {
-  const deadline = Date.now() + AUTH_SETTLE_MS;
-  const rendered = () => readFileSync(auth.authFile, "utf8");
-  while (!services.every((s) => rendered().includes(`"mg.call.${s.id}"`))) {
-    if (Date.now() > deadline) throw new Error("authorization was not rendered in time");
-    await auth.settled();
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  await auth.settled();
 }
 
 main().then(

@@ -136,15 +136,19 @@ export class AuthSync {
   }
 
   /**
-   * Applies what the followed registry holds now, and resolves once the
-   * servers have reloaded and their JetStream API answers again. Changes
-   * not yet seen by this node's followers are not waited for.
+   * Applies what the followed registry holds, once it holds the agencies and
+   * services named in `known` (registered just before, say), and resolves
+   * when the servers have reloaded and their JetStream API answers again.
    */
-  async settled(): Promise<void> {
+  async settled(known: { agencies?: string[]; services?: string[] } = {}): Promise<void> {
+    const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+    const seenAll = () =>
+      (known.agencies ?? []).every((id) => this.agencies.has(id)) &&
+      (known.services ?? []).every((id) => this.services.has(id));
+    while (!seenAll() && Date.now() < deadline) await sleep(SETTLE_POLL_MS);
     if (this.timer) this.sync();
     if (this.applied === this.settledAt) return;
     const target = this.applied;
-    const deadline = Date.now() + SETTLE_TIMEOUT_MS;
     const seen = this.opts.reloadsSeen;
     if (!seen) await sleep(2 * SETTLE_POLL_MS);
     while (seen && seen() < target && Date.now() < deadline) await sleep(SETTLE_POLL_MS);

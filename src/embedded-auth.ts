@@ -32,10 +32,10 @@ export interface EmbeddedAuth {
    */
   follow(bus: BusConnection, log: Logger): Promise<void>;
   /**
-   * Resolves once the registry as the follower sees it is in force and the
-   * server's JetStream API answers again after the reload.
+   * Resolves once the registry, including the agencies and services named in
+   * `known`, is in force and the server's JetStream API answers again.
    */
-  settled(): Promise<void>;
+  settled(known?: { agencies?: string[]; services?: string[] }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -69,8 +69,8 @@ export function prepareEmbeddedAuth(
       sync = new AuthSync(bus, { system: system.users, targets: [target], log, reloadsSeen });
       await sync.start();
     },
-    async settled() {
-      await sync?.settled();
+    async settled(known) {
+      await sync?.settled(known);
     },
     async stop() {
       await sync?.stop();
