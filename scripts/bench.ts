@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
 import { freePort, startNatsServer } from "../cluster/nats-server.ts";
-import { repo } from "./bench/broker.ts";
+import { killOnExit, repo } from "./bench/broker.ts";
 import { benchMagistral, type MagistralResult } from "./bench/magistral.ts";
 import { benchMoleculer, type MoleculerResult } from "./bench/moleculer.ts";
 import { benchCoreRequest, benchJetStream, type JetStreamResult } from "./bench/raw.ts";
@@ -98,6 +98,7 @@ async function runComparison(opts: BenchOptions): Promise<void> {
     storeDir: path.join(dir, "js"),
     extraConfig: `http: "127.0.0.1:${monitorPort}"`,
   });
+  killOnExit(server.process);
   const monitorUrl = `http://127.0.0.1:${monitorPort}`;
   const natsPid = server.process.pid!;
   const jetstream: JetStreamResult[] = [];
@@ -238,7 +239,12 @@ function summaryLine(
   );
 }
 
-main().catch((err) => {
+// Whatever ends the run early, the exit handler of bench/broker.ts kills the child processes.
+const fail = (err: unknown) => {
   console.error(err);
-  process.exitCode = 1;
-});
+  process.exit(1);
+};
+process.on("unhandledRejection", fail);
+process.once("SIGINT", () => process.exit(130));
+process.once("SIGTERM", () => process.exit(143));
+main().catch(fail);

@@ -11,6 +11,21 @@ import { sleep } from "./measure.ts";
 
 export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
+const children = new Set<ChildProcess>();
+
+/**
+ * Kills `child` when this process exits, however it exits: a benchmark that
+ * dies midway must not leave a broker or nats-server loading the machine.
+ */
+export function killOnExit(child: ChildProcess): void {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+}
+
+process.once("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
+
 export interface BrokerChild {
   child: ChildProcess;
   pid: number;
@@ -52,6 +67,7 @@ export async function startBrokerChild(opts: BrokerChildOptions): Promise<Broker
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
+  killOnExit(child);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   await waitForRunning(child);
   const startMs = performance.now() - started;

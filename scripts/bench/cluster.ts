@@ -4,6 +4,7 @@ import path from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { freePort, type RunningNatsServer, startNatsServer } from "../../cluster/nats-server.ts";
+import { killOnExit } from "./broker.ts";
 
 export interface BenchCluster {
   servers: RunningNatsServer[];
@@ -32,6 +33,7 @@ export async function startCluster(dir: string): Promise<BenchCluster> {
       }),
     ),
   );
+  for (const s of servers) killOnExit(s.process);
   await jetStreamReady(servers.map((s) => s.url));
   return {
     servers,

@@ -24,6 +24,7 @@ import {
   benchAgencies,
   benchService,
   dirBytes,
+  killOnExit,
   READY_TIMEOUT_MS,
   repo,
   retry,
@@ -108,6 +109,7 @@ async function scaleRun(
     storeDir: path.join(dir, "js"),
     extraConfig: `http: "127.0.0.1:${monitorPort}"`,
   });
+  killOnExit(server.process);
   const monitorUrl = `http://127.0.0.1:${monitorPort}`;
   const dataDir = path.join(dir, "broker");
   let broker = await startBrokerChild({ servers: server.url, nodeId: NODE_ID, dataDir });
