@@ -40,8 +40,9 @@ export function permissionsOf(agency: Agency, services: ServiceDef[]): AgencyPer
   const subscribe = [`${subject.inboxPrefix(a)}.>`];
   if (agency.roles.includes("consumer"))
     publish.push(...durableAccess(STREAM.replies, consumerName.replies(a)));
-  if (agency.roles.includes("subscriber"))
-    publish.push(...durableAccess(STREAM.notify, consumerName.notify(a)));
+  // Any agency may subscribe to events (of its messages, of services it
+  // provides or uses), so each may read its own notifications.
+  publish.push(...durableAccess(STREAM.notify, consumerName.notify(a)));
   if (agency.roles.includes("operator")) {
     publish.push(subject.admin(">"));
     subscribe.push(subject.alert("*", "*"));

@@ -25,6 +25,27 @@ test("agencies log in with their nkeys and a request crosses the bus under autho
   t.is(answer.provider, "fns");
 });
 
+test("under authorization a consumer reads the status events of its own messages", async (t) => {
+  const bus = await startSecureBus((fn) => t.teardown(fn));
+  await bus.addAgency("fns", ["provider"]);
+  await bus.addAgency("mfc", ["consumer"]);
+  await bus.admin.call("service.put", { service: { id: "echo", owner: "fns" } });
+  await waitFor(() => bus.broker.view.get("echo") !== undefined);
+  await bus.settled();
+  const fns = await bus.connect("fns");
+  const mfc = await bus.connect("mfc");
+  fns.provide("echo", (req) => req.payload);
+  await mfc.subscribe({ kinds: ["status"] });
+
+  await mfc.request("echo", "watched", { id: "watched-1", timeoutMs: 15_000 });
+
+  for await (const event of mfc.events()) {
+    event.ack();
+    if (JSON.stringify(event.notification).includes("watched-1")) break;
+  }
+  t.pass();
+});
+
 test("a service changing owner moves the right to answer its calls, without a restart", async (t) => {
   const bus = await startSecureBus((fn) => t.teardown(fn));
   const fnsKey = await bus.addAgency("fns", ["provider"]);
@@ -111,9 +132,14 @@ test("permissions are derived from roles and ownership only", (t) => {
   ];
 
   const provider = permissionsOf(agency("fns", ["provider"]), services);
-  const consumer = permissionsOf(agency("mfc", ["consumer", "subscriber"]), services);
+  const consumer = permissionsOf(agency("mfc", ["consumer"]), services);
 
-  t.deepEqual(provider.publish, ["mg.api.fns.>"]);
+  t.deepEqual(provider.publish, [
+    "mg.api.fns.>",
+    "$JS.API.CONSUMER.INFO.MG_NOTIFY.notify_fns",
+    "$JS.API.CONSUMER.MSG.NEXT.MG_NOTIFY.notify_fns",
+    "$JS.ACK.MG_NOTIFY.notify_fns.>",
+  ]);
   t.deepEqual(provider.subscribe, [
     "_INBOX.fns.>",
     "mg.call.news.fns",
