@@ -39,17 +39,23 @@ export function authInclude(configFile: string, authFile: string): string {
  * @returns the targets that were changed
  */
 export function applyAuthorization(text: string, targets: AuthTarget[]): AuthTarget[] {
-  const changed: AuthTarget[] = [];
-  for (const target of targets) {
-    if (existsSync(target.authFile) && readFileSync(target.authFile, "utf8") === text) continue;
-    const tmp = `${target.authFile}.${process.pid}.tmp`;
-    writeFileSync(tmp, text, { mode: 0o600 });
-    renameSync(tmp, target.authFile);
+  // Servers may share one file (a cluster on one host): each of them reloads.
+  const files = new Set(targets.map((t) => t.authFile));
+  const changedFiles = [...files].filter((file) => writeIfChanged(file, text));
+  const changed = targets.filter((t) => changedFiles.includes(t.authFile));
+  for (const target of changed) {
     const pid = target.pid();
     if (pid !== undefined) process.kill(pid, "SIGHUP");
-    changed.push(target);
   }
   return changed;
+}
+
+function writeIfChanged(file: string, text: string): boolean {
+  if (existsSync(file) && readFileSync(file, "utf8") === text) return false;
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text, { mode: 0o600 });
+  renameSync(tmp, file);
+  return true;
 }
 
 export interface AuthSyncOptions {
@@ -63,7 +69,10 @@ export interface AuthSyncOptions {
    * registrations are applied together. Default 500.
    */
   debounceMs?: number;
-  /** Reloads the servers have reported so far, when their log is at hand (see `countReloads`). */
+  /**
+   * Reloads the servers have reported so far, when their logs are at hand
+   * (see `countReloads`); for several servers, the fewest any one reported.
+   */
   reloadsSeen?: () => number;
 }
 

@@ -1,9 +1,13 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { PermissionViolationError } from "@nats-io/transport-node";
 import test from "ava";
 import { permissionsOf } from "../src/auth.ts";
+import { applyAuthorization, authInclude } from "../src/auth-sync.ts";
 import { connectAs } from "../src/isolation-probes.ts";
 import type { Agency, ServiceDef } from "../src/registry.ts";
 import { waitFor } from "./helpers/bus.ts";
+import { tempDir } from "./helpers/nats.ts";
 import { startSecureBus } from "./helpers/secure-bus.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -170,3 +174,18 @@ async function subscribeOutcome(
   if (!sub.isClosed()) sub.unsubscribe();
   return denied ? "denied" : "allowed";
 }
+
+test("servers sharing one auth file are all told to reload, and an unchanged file is left alone", (t) => {
+  const dir = tempDir(t);
+  const authFile = path.join(dir, "auth.conf");
+  const targets = [
+    { authFile, pid: () => undefined },
+    { authFile, pid: () => undefined },
+    { authFile: path.join(dir, "other.conf"), pid: () => undefined },
+  ];
+
+  t.is(applyAuthorization("authorization { users: [] }\n", targets).length, 3);
+  t.is(applyAuthorization("authorization { users: [] }\n", targets).length, 0);
+  t.is(readFileSync(authFile, "utf8"), "authorization { users: [] }\n");
+  t.is(authInclude(path.join(dir, "n1.conf"), authFile), 'include "auth.conf"');
+});
