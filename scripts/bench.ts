@@ -2,12 +2,12 @@
 // core NATS request/reply and a peer (Moleculer), all against one embedded
 // nats-server on 127.0.0.1. `--quick` runs in under a minute; `--scale`
 // measures many registered services instead (scripts/bench/scale.ts).
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
 import { freePort, startNatsServer } from "../cluster/nats-server.ts";
-import { killOnExit, repo } from "./bench/broker.ts";
+import { killOnExit, repo, tempDir } from "./bench/broker.ts";
 import { benchMagistral, type MagistralResult } from "./bench/magistral.ts";
 import { benchMoleculer, type MoleculerResult } from "./bench/moleculer.ts";
 import { benchCoreRequest, benchJetStream, type JetStreamResult } from "./bench/raw.ts";
@@ -91,7 +91,7 @@ async function runComparison(opts: BenchOptions): Promise<void> {
   log(`bench: ${host.nproc} cpus (${host.cpuModel}), node ${host.node}, ${host.natsServer}`);
   log(`load average before: ${host.loadAvgBefore.join(" ")}`);
 
-  const dir = mkdtempSync(path.join(os.tmpdir(), "mg-bench-"));
+  const dir = tempDir("mg-bench-");
   const monitorPort = await freePort();
   const server = await startNatsServer({
     name: "bench",

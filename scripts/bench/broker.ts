@@ -2,7 +2,8 @@
 // runs) as a child process joined to the bench's nats-server, so its CPU
 // and memory are measured apart from the load generator's.
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { AdminClient } from "../../src/admin-client.ts";
@@ -22,8 +23,18 @@ export function killOnExit(child: ChildProcess): void {
   child.once("exit", () => children.delete(child));
 }
 
+const tempDirs = new Set<string>();
+
+/** A temporary directory of the run, removed at exit if the run did not remove it. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
 process.once("exit", () => {
   for (const child of children) child.kill("SIGKILL");
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
 
 export interface BrokerChild {

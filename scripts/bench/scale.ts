@@ -3,7 +3,7 @@
 // and start-up time, idle cost, throughput with load spread over every
 // service, broker memory and journal bytes per message; then the same load
 // against a three-node cluster with three replicas.
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -29,6 +29,7 @@ import {
   repo,
   retry,
   startBrokerChild,
+  tempDir,
 } from "./broker.ts";
 import { startCluster } from "./cluster.ts";
 import { journalCaughtUp } from "./magistral.ts";
@@ -102,7 +103,7 @@ async function scaleRun(
   saturationMs: number,
   log: (line: string) => void,
 ): Promise<ScaleResult> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "mg-scale-"));
+  const dir = tempDir("mg-scale-");
   const monitorPort = await freePort();
   const server = await startNatsServer({
     name: "scale",
@@ -287,7 +288,7 @@ async function clusterRun(
   saturationMs: number,
   log: (line: string) => void,
 ): Promise<ClusterResult> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "mg-scale-cluster-"));
+  const dir = tempDir("mg-scale-cluster-");
   const how = "three nats-server processes routed by the bench (scripts/bench/cluster.ts)";
   const cluster = await startCluster(dir);
   let broker: BrokerChild | undefined;
