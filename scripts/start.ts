@@ -3,6 +3,7 @@
 // configured NATS servers. SIGINT or SIGTERM stops it cleanly.
 import { BrokerNode } from "../src/broker.ts";
 import { loadConfig, type NodeConfig } from "../src/config.ts";
+import { nkeyFileLogin } from "../src/credentials.ts";
 import { type EmbeddedNats, startEmbeddedNats } from "../src/embedded.ts";
 import { componentLogger } from "../src/logger.ts";
 
@@ -44,7 +45,11 @@ async function main(): Promise<void> {
 }
 
 function brokerOptions(config: NodeConfig, servers: string[], embedded?: EmbeddedNats) {
-  const login = embedded?.auth?.broker ?? { user: config.user, pass: config.pass };
+  const login =
+    embedded?.auth?.broker ??
+    (config.nkeySeedFile
+      ? nkeyFileLogin(config.nkeySeedFile)
+      : { user: config.user, pass: config.pass });
   return {
     nodeId: config.nodeId,
     dataDir: config.dataDir,

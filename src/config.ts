@@ -17,6 +17,8 @@ export interface NodeConfig {
   /** Credentials for the broker's own NATS connection. */
   user?: string;
   pass?: string;
+  /** Or a file holding the broker's nkey seed (`SU...`), e.g. `<dataDir>/credentials/broker.nk`. */
+  nkeySeedFile?: string;
   /** Heartbeat period of the node in broker membership. */
   heartbeatMs?: number;
   /** Operator alerts are also POSTed to this URL as JSON. */
@@ -61,6 +63,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): NodeConfig {
   if (env.MAGISTRAL_NATS_PORT) config.embeddedPort = Number(env.MAGISTRAL_NATS_PORT);
   if (env.MAGISTRAL_NATS_USER) config.user = env.MAGISTRAL_NATS_USER;
   if (env.MAGISTRAL_NATS_PASS) config.pass = env.MAGISTRAL_NATS_PASS;
+  if (env.MAGISTRAL_NATS_NKEY) config.nkeySeedFile = path.resolve(env.MAGISTRAL_NATS_NKEY);
   if (env.MAGISTRAL_HEARTBEAT_MS) config.heartbeatMs = Number(env.MAGISTRAL_HEARTBEAT_MS);
   if (env.MAGISTRAL_ALERT_WEBHOOK) config.alertWebhookUrl = env.MAGISTRAL_ALERT_WEBHOOK;
   if (env.MAGISTRAL_METRICS_PORT) config.metricsPort = Number(env.MAGISTRAL_METRICS_PORT);

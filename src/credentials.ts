@@ -53,6 +53,9 @@ export function loadOrCreateSystemCredentials(dataDir: string): SystemCredential
     const seed = () => new TextDecoder().decode(createUser().getSeed());
     stored = { broker: seed(), operator: seed() };
     writeSecret(file, `${JSON.stringify(stored, null, 2)}\n`);
+    // The same seeds as files, for processes given MAGISTRAL_NATS_NKEY.
+    writeSecret(path.join(path.dirname(file), "broker.nk"), `${stored.broker}\n`);
+    writeSecret(path.join(path.dirname(file), "operator.nk"), `${stored.operator}\n`);
   }
   const broker = encoder.encode(stored.broker);
   const operator = encoder.encode(stored.operator);
@@ -104,6 +107,11 @@ export function loadOrCreateAgencyNkey(dataDir: string, agency: string): AgencyN
 export function readAgencyNkey(file: string, agency: string): AgencyNkey {
   const seed = new TextEncoder().encode(readFileSync(file, "utf8").trim());
   return { agency, publicKey: fromSeed(seed).getPublicKey(), seed, file };
+}
+
+/** Connection options that log in with the nkey seed kept in `file`. */
+export function nkeyFileLogin(file: string): Login {
+  return nkeyLogin(encoder.encode(readFileSync(file, "utf8").trim()));
 }
 
 /** Connection options that log in with an nkey seed. */

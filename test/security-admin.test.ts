@@ -8,6 +8,7 @@ import { readAgencyNkey } from "../src/credentials.ts";
 import { startEmbeddedNats } from "../src/embedded.ts";
 import { connectAs } from "../src/isolation-probes.ts";
 import { rootLogger } from "../src/logger.ts";
+import { startBrokerProcess } from "./helpers/broker-process.ts";
 import { tempDir } from "./helpers/nats.ts";
 
 const ADMIN = path.resolve("scripts/admin.ts");
@@ -77,4 +78,21 @@ test("the admin script logs in to an embedded bus with authorization and manages
   const anonymous = await admin(["--server", nats.url, "agencies"], env);
   t.is(anonymous.code, 1);
   t.regex(anonymous.stderr, /^error UNAVAILABLE: cannot connect/);
+});
+
+test("a broker process joins a bus with authorization with the nkey file named by MAGISTRAL_NATS_NKEY", async (t) => {
+  const dataDir = tempDir(t);
+  const nats = await startEmbeddedNats({ dataDir, embeddedPort: 0, nodeId: "sec2", auth: true });
+  t.teardown(() => nats.stop());
+  const seedFile = path.join(nats.auth!.credentialsDir, "broker.nk");
+
+  await startBrokerProcess(t, {
+    servers: nats.url,
+    nodeId: "joined",
+    dataDir: path.join(dataDir, "node"),
+    env: { MAGISTRAL_NATS_NKEY: seedFile },
+  });
+
+  const health = await admin(["--json", "health"], { MAGISTRAL_DATA_DIR: dataDir });
+  t.is(health.code, 0, health.stderr);
 });

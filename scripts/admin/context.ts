@@ -3,7 +3,7 @@ import { errors } from "@nats-io/transport-node";
 import type { Command } from "commander";
 import { AdminClient } from "../../src/admin-client.ts";
 import { loadConfig } from "../../src/config.ts";
-import { type Login, readOperatorLogin } from "../../src/credentials.ts";
+import { type Login, nkeyFileLogin, readOperatorLogin } from "../../src/credentials.ts";
 import { readRuntime } from "../../src/embedded.ts";
 import { ErrorCode, MagistralError, toMagistralError } from "../../src/errors.ts";
 import { printJson } from "./output.ts";
@@ -70,7 +70,12 @@ export function createContext(program: Command): AdminContext {
   // Credentials are read here, not as option defaults, so help never prints a password.
   const natsOptions = () => {
     const user = options().user ?? process.env.MAGISTRAL_NATS_USER;
-    const login = user || options().server ? undefined : embeddedOperatorLogin();
+    const seedFile = process.env.MAGISTRAL_NATS_NKEY;
+    const login = seedFile
+      ? nkeyFileLogin(seedFile)
+      : user || options().server
+        ? undefined
+        : embeddedOperatorLogin();
     return {
       servers: server().split(","),
       user,
