@@ -50,11 +50,17 @@ export const LIMITS = {
 // adapters in any language read it. 64-bit integers, which Go and Python
 // encoders use for epoch milliseconds, decode to numbers; past 2^53 they
 // lose precision, and the range checks below refuse them.
+// An absent field is left out of a map (msgpackr would write JavaScript's
+// `undefined` as an extension type other languages do not know), and an
+// `undefined` elsewhere goes out as nil.
 const packr = new Packr({
+  // skipValues is a msgpackr option its type declarations do not list.
+  ...({ skipValues: [undefined] } as object),
   useRecords: false,
   mapsAsObjects: true,
   moreTypes: false,
   int64AsType: "number",
+  encodeUndefinedAsNil: true,
 });
 
 export function encodeEnvelope(env: Envelope): Uint8Array {
