@@ -25,7 +25,6 @@ import {
   mayCall,
   newLane,
   putBack,
-  refreshHealth,
   trackLatency,
 } from "./lane.ts";
 

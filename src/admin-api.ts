@@ -124,14 +124,15 @@ export class AdminApi {
 
   private async putAgency(body: Record<string, unknown>): Promise<Agency> {
     const id = assertToken(body.id, "agency id");
-    const roles = Array.isArray(body.roles) ? body.roles : ["consumer"];
+    const before = await this.deps.store.getAgency(id);
+    // An update that names no roles keeps the agency's roles.
+    const roles = Array.isArray(body.roles) ? body.roles : (before?.roles ?? ["consumer"]);
     if (!roles.every((r) => typeof r === "string" && ROLES.has(r))) {
       throw new MagistralError(
         ErrorCode.BAD_REQUEST,
         "roles: consumer, provider, subscriber, operator",
       );
     }
-    const before = await this.deps.store.getAgency(id);
     const now = Date.now();
     const agency: Agency = {
       id,

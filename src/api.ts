@@ -1,5 +1,6 @@
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import type { Msg, Subscription } from "@nats-io/transport-node";
+import { expiresAt } from "./delivery.ts";
 import {
   decodeEnvelope,
   decodeValue,
@@ -11,7 +12,7 @@ import { ErrorCode, MagistralError, toMagistralError } from "./errors.ts";
 import { isMessageId, newMessageId } from "./ids.ts";
 import { retainedContent } from "./journal-retention.ts";
 import type { JournalStore } from "./journal-store.ts";
-import { statusOf } from "./message-status.ts";
+import { type MessageStatus, statusOf } from "./message-status.ts";
 import type { NodeContext } from "./node-context.ts";
 import { PolicyGate } from "./policy.ts";
 import { providersOf, type ServiceDef } from "./registry.ts";
@@ -29,6 +30,10 @@ import {
 export type SubmitReply =
   | { ok: true; id: string; service: string; duplicate: boolean }
   | { ok: false; id?: string; error: { code: ErrorCode; message: string; retryable: boolean } };
+
+/** How often, and how far apart, an unknown id is looked up again for `status`. */
+const STATUS_LOOKS = 4;
+const STATUS_LOOK_GAP_MS = 40;
 
 /** Submits being persisted at once by this node; past it, submits are refused as UNAVAILABLE. */
 const MAX_SUBMITS_IN_FLIGHT = 4_096;
@@ -148,7 +153,7 @@ export class AgencyApi {
     if (env.ttlMs !== undefined && env.ttlMs > def.retry.maxLifetimeMs) {
       throw new MagistralError(ErrorCode.BAD_ENVELOPE, `ttlMs exceeds ${def.retry.maxLifetimeMs}`);
     }
-    if (env.ttlMs !== undefined && env.createdAt + env.ttlMs <= Date.now()) {
+    if (expiresAt(env, def.retry) <= Date.now()) {
       throw new MagistralError(ErrorCode.EXPIRED, "the request's lifetime has already ended");
     }
     const validator = await this.view.validator(def);
@@ -199,11 +204,7 @@ export class AgencyApi {
       const body = decodeValue(m.data) as { id?: unknown };
       if (!isMessageId(body?.id))
         throw new MagistralError(ErrorCode.BAD_REQUEST, "id must be a message id");
-      const records = await this.journal.trace(body.id);
-      const status = statusOf(
-        body.id,
-        records.map((r) => r.event),
-      );
+      const status = await this.statusFromJournal(body.id);
       // Another agency's message is reported as unknown, so ids leak nothing.
       if (!status || status.agency !== agency) {
         throw new MagistralError(ErrorCode.NOT_FOUND, `no message ${body.id} of ${agency}`);
@@ -214,6 +215,23 @@ export class AgencyApi {
       (status) => respond(m, { ok: true, status }),
       (err) => respond(m, { ok: false, error: toMagistralError(err).toWire() }),
     );
+  }
+
+  /**
+   * A message's status from this node's journal. The journal trails the bus
+   * by the event batching (tens of milliseconds), so an id not found yet is
+   * looked up again a few times before it is called unknown.
+   */
+  private async statusFromJournal(id: string): Promise<MessageStatus | undefined> {
+    for (let look = 0; ; look++) {
+      const records = await this.journal.trace(id);
+      const status = statusOf(
+        id,
+        records.map((r) => r.event),
+      );
+      if (status || look >= STATUS_LOOKS) return status;
+      await new Promise((r) => setTimeout(r, STATUS_LOOK_GAP_MS));
+    }
   }
 
   /** `open`: makes sure the agency's durable consumer on REPLIES exists. */

@@ -42,9 +42,17 @@ export async function gatherHealth(nc: NatsConnection, brokers: KV): Promise<Lan
   return lanes;
 }
 
+/** Heartbeats older than this are of nodes that will not answer. */
+const LIVE_HEARTBEAT_MS = 30_000;
+
 async function liveNodes(brokers: KV): Promise<number> {
   let count = 0;
-  for await (const _ of await brokers.keys()) count++;
+  for await (const key of await brokers.keys()) {
+    const entry = await brokers.get(key);
+    if (entry?.operation !== "PUT" || entry.value.length === 0) continue;
+    const beat = decodeValue(entry.value) as { at?: number };
+    if (typeof beat.at === "number" && Date.now() - beat.at < LIVE_HEARTBEAT_MS) count++;
+  }
   return count;
 }
 

@@ -74,13 +74,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): NodeConfig {
   return config;
 }
 
+/**
+ * The host name: stable across restarts, so a restarted node finds its own
+ * journal and consumers again. Two nodes on one host need MAGISTRAL_NODE_ID.
+ */
 function defaultNodeId(): string {
-  const host = os
-    .hostname()
-    .toLowerCase()
-    .replace(/[^a-z0-9_-]/g, "-")
-    .slice(0, 40);
-  return `${host}-${process.pid}`;
+  return (
+    os
+      .hostname()
+      .toLowerCase()
+      .replace(/[^a-z0-9_-]/g, "-")
+      .slice(0, 64) || "node"
+  );
 }
 
 /** Where a running embedded bus writes how to reach it, for the admin script. */

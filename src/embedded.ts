@@ -13,8 +13,9 @@ export interface RuntimeInfo {
   pid: number;
   /** Milliseconds since the epoch. */
   startedAt: number;
-  /** With authorization: the server's pid and auth file (for `auth reload`), and the logins. */
+  /** The embedded nats-server's pid: for `auth reload`, and to stop it if its node was killed. */
   natsPid?: number;
+  /** With authorization: the auth file and the logins. */
   authFile?: string;
   credentialsDir?: string;
 }
@@ -38,6 +39,7 @@ export async function startEmbeddedNats(
   config: Pick<NodeConfig, "dataDir" | "embeddedPort" | "nodeId"> & { auth?: boolean },
 ): Promise<EmbeddedNats> {
   const log = componentLogger("embedded", { node: config.nodeId });
+  await reapOrphan(config.dataDir, log);
   const configFile = path.join(config.dataDir, "magistral-embedded.conf");
   let child: RunningNatsServer["process"] | undefined;
   // With `auth`, only the broker, the operator and registered agencies may connect.
@@ -55,16 +57,19 @@ export async function startEmbeddedNats(
   child = server.process;
   // In its own process group the server outlives a crash of this process
   // unless it is stopped here; an exit handler must be synchronous.
-  // LIMITATION: a SIGKILL of this process runs no handler, so the server is
-  // left running, holding its port and the JetStream store under <dataDir>/nats;
-  // the next start then fails to lock the store until that server is killed.
+  // A SIGKILL of this process runs no handler and leaves the server running;
+  // the next start finds it through runtime.json and stops it (reapOrphan).
   const killOnExit = () => server.process.kill("SIGTERM");
   process.once("exit", killOnExit);
   const file = runtimeFile(config.dataDir);
-  const info: RuntimeInfo = { servers: [server.url], pid: process.pid, startedAt: Date.now() };
+  const info: RuntimeInfo = {
+    servers: [server.url],
+    pid: process.pid,
+    natsPid: child.pid,
+    startedAt: Date.now(),
+  };
   if (prepared) {
     Object.assign(info, {
-      natsPid: child.pid,
       authFile: prepared.auth.authFile,
       credentialsDir: prepared.auth.credentialsDir,
     });
@@ -104,6 +109,31 @@ function removeRuntimeFile(file: string): void {
  * whose pid was reused by another process is taken as live, and the admin
  * script then fails to connect instead of falling back to MAGISTRAL_NATS.
  */
+/**
+ * Stops a nats-server left running on this data dir by a node that was
+ * killed, so two servers never share one JetStream store.
+ */
+async function reapOrphan(dataDir: string, log: ReturnType<typeof componentLogger>) {
+  const info = readRuntimeFile(runtimeFile(dataDir));
+  if (!info?.natsPid || isAlive(info.pid) || !isNatsServer(info.natsPid)) return;
+  log.warn({ pid: info.natsPid }, "stopping the nats-server a killed node left running");
+  process.kill(info.natsPid, "SIGTERM");
+  const deadline = Date.now() + 10_000;
+  while (isAlive(info.natsPid) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (isAlive(info.natsPid)) process.kill(info.natsPid, "SIGKILL");
+}
+
+/** Whether `pid` is a running nats-server (not a reused pid of something else). */
+function isNatsServer(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("nats-server");
+  } catch {
+    return false;
+  }
+}
+
 export function readRuntime(dataDir: string): RuntimeInfo | undefined {
   const info = readRuntimeFile(runtimeFile(dataDir));
   return info && isAlive(info.pid) ? info : undefined;

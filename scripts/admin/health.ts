@@ -3,12 +3,7 @@ import type { LaneHealth } from "../../actors/lane.ts";
 import type { AdminContext } from "./context.ts";
 import { formatTime, table } from "./output.ts";
 
-/**
- * `health`.
- * LIMITATION: `service.health` is answered by one broker node of the queue
- * group, so with several nodes this shows that node's lanes only; a lane that
- * is down on another node does not appear.
- */
+/** `health`: every lane on every live broker node (the answering node gathers them). */
 export function register(program: Command, ctx: AdminContext): void {
   program
     .command("health")
