@@ -76,7 +76,8 @@ interface ScaleResult {
 
 const NODE_ID = "bench1";
 const PAYLOAD_BYTES = 256;
-const IDLE_MS = 5_000;
+/** Longer than a pull's 30 s expiry, so every mailbox renews its pull once in the window. */
+const IDLE_MS = 31_000;
 
 export async function runScale(opts: ScaleOptions): Promise<void> {
   const host = machine();
