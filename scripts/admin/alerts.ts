@@ -33,8 +33,8 @@ export function register(program: Command, ctx: AdminContext): void {
 }
 
 async function follow(ctx: AdminContext, opts: AlertOptions): Promise<void> {
-  const { user, password, json } = ctx.options();
-  const nc = await connect({ servers: ctx.server().split(","), user, pass: password });
+  const { json } = ctx.options();
+  const nc = await connect(ctx.natsOptions());
   const subject = `mg.alert.${opts.severity ?? "*"}.${opts.service ?? "*"}`;
   const sub = nc.subscribe(subject);
   process.once("SIGINT", () => sub.unsubscribe());

@@ -71,11 +71,9 @@ export function createContext(program: Command): AdminContext {
   const natsOptions = () => {
     const user = options().user ?? process.env.MAGISTRAL_NATS_USER;
     const seedFile = process.env.MAGISTRAL_NATS_NKEY;
-    const login = seedFile
-      ? nkeyFileLogin(seedFile)
-      : user || options().server
-        ? undefined
-        : embeddedOperatorLogin();
+    // The operator login an embedded bus on this machine wrote is used unless
+    // another login is given, also with --server naming that bus.
+    const login = seedFile ? nkeyFileLogin(seedFile) : user ? undefined : embeddedOperatorLogin();
     return {
       servers: server().split(","),
       user,

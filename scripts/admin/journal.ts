@@ -73,8 +73,7 @@ export function register(program: Command, ctx: AdminContext): void {
     .description("build a journal afresh from EVENTS into a new directory")
     .requiredOption("--into <dir>", "an empty or new directory for the rebuilt RocksDB journal")
     .action(async (opts: { into: string }) => {
-      const { user, password } = ctx.options();
-      const bus = await connectBus({ servers: ctx.server().split(","), user, pass: password });
+      const bus = await connectBus(ctx.natsOptions());
       try {
         const report = await rebuildJournal(bus, path.resolve(opts.into));
         ctx.print(report, (r) => `rebuilt ${r.records} records from ${r.batches} event batches`);
