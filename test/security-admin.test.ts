@@ -75,7 +75,9 @@ test("the admin script logs in to an embedded bus with authorization and manages
   await mfc.close();
   t.is(readFileSync(auth.authFile, "utf8"), rendered);
 
-  const anonymous = await admin(["--server", nats.url, "agencies"], env);
+  // From elsewhere, with no login: refused.
+  const elsewhere = { MAGISTRAL_DATA_DIR: tempDir(t) };
+  const anonymous = await admin(["--server", nats.url, "agencies"], elsewhere);
   t.is(anonymous.code, 1);
   t.regex(anonymous.stderr, /^error UNAVAILABLE: cannot connect/);
 });
