@@ -25,9 +25,8 @@ const program = new Command("chaos")
     const { run } = await load();
     console.log(`chaos ${name}: ${opts.rate} requests/s for ${opts.durationMs} ms`);
     const r = await run({ ...opts, log: (line) => console.log(line) });
-    console.log(
-      `chaos ${name}: accepted=${r.accepted} responded=${r.responded} duplicates=${r.duplicates} lost=${r.lost}`,
-    );
+    const counts = `accepted=${r.accepted} responded=${r.responded}`;
+    console.log(`chaos ${name}: ${counts} duplicates=${r.duplicates} lost=${r.lost}`);
     process.exit(r.lost > 0 || r.duplicates > 0 ? 1 : 0);
   });
 

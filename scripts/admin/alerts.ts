@@ -62,5 +62,5 @@ function alertTable(alerts: Alert[]): string {
 }
 
 function alertLine(a: Alert): string {
-  return `${formatTime(a.at)}  ${a.severity}  ${a.kind}  ${a.service}  ${a.provider ?? "-"}  ${a.message}`;
+  return [formatTime(a.at), a.severity, a.kind, a.service, a.provider ?? "-", a.message].join("  ");
 }

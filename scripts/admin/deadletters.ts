@@ -87,13 +87,20 @@ function showText(letter: DeadLetter & { history: unknown[] }): string {
     ["dead at", formatTime(letter.deadAt)],
     ["payload", `${letter.envelope.payloadBytes} bytes ${letter.envelope.contentType ?? ""}`],
   ]);
-  const steps = (
-    letter.history as { event: { type: string; at: number; attempt?: number; code?: string } }[]
-  )
-    .map(
-      (r) =>
-        `  ${formatTime(r.event.at)}  ${r.event.type}${r.event.attempt ? ` ${r.event.attempt}` : ""}${r.event.code ? ` ${r.event.code}` : ""}`,
-    )
+  const steps = (letter.history as { event: HistoryEvent }[])
+    .map((r) => stepLine(r.event))
     .join("\n");
   return steps ? `${head}\nhistory:\n${steps}` : head;
+}
+
+interface HistoryEvent {
+  type: string;
+  at: number;
+  attempt?: number;
+  code?: string;
+}
+
+function stepLine(e: HistoryEvent): string {
+  const parts = [formatTime(e.at), e.type, e.attempt, e.code].filter((p) => p !== undefined);
+  return `  ${parts.join("  ")}`;
 }
