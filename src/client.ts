@@ -3,7 +3,6 @@ import { jetstream } from "@nats-io/jetstream";
 import {
   type ConnectionOptions,
   connect,
-  type Msg,
   type NatsConnection,
   nkeyAuthenticator,
   type Subscription,
@@ -28,6 +27,7 @@ import {
 import { ErrorCode, MagistralError, type WireError } from "./errors.ts";
 import { assertToken, newMessageId } from "./ids.ts";
 import type { MessageStatus } from "./message-status.ts";
+import { guessContentType, type ProviderHandler, serveCall } from "./provider.ts";
 import { type RequestSigner, signEnvelope } from "./signature.ts";
 import { consumerName, lane, providerQueueGroup, STREAM, subject } from "./subjects.ts";
 import type { EventSubscription } from "./subscriptions.ts";
@@ -54,13 +54,6 @@ export interface SubmitOptions {
   test?: boolean;
 }
 
-/** What a provider handler returns: the response payload, or payload with content type. */
-export type ProviderResult =
-  | Uint8Array
-  | string
-  | { payload: Uint8Array | string; contentType?: string };
-export type ProviderHandler = (request: Envelope) => ProviderResult | Promise<ProviderResult>;
-
 /** A response or final status read from REPLIES. */
 export interface Reply {
   envelope: Envelope;
@@ -71,21 +64,6 @@ export interface Reply {
 export class RequestFailedError extends MagistralError {
   constructor(readonly wire: WireError) {
     super(wire.code, wire.message);
-  }
-}
-
-/**
- * Thrown by a provider handler to answer with a fault. A fault that is not
- * retryable (the request can never succeed) ends delivery at once: the
- * consumer gets a final status. Any other error thrown is retried.
- */
-export class ProviderFault extends Error {
-  override readonly name = "ProviderFault";
-  constructor(
-    message: string,
-    readonly retryable = true,
-  ) {
-    super(message);
   }
 }
 
@@ -371,42 +349,12 @@ export class AgencyClient {
           // Under authorization a provider may subscribe only to the lanes it
           // serves; the other subject of the pair is refused with an error.
           if (err) return;
-          void this.serve(msg, handler);
+          void serveCall(msg, handler);
         },
       }),
     );
     this.subs.push(...subs);
     return subs;
-  }
-
-  private async serve(msg: Msg, handler: ProviderHandler): Promise<void> {
-    let request: Envelope;
-    try {
-      request = decodeEnvelope(msg.data);
-    } catch (err) {
-      msg.respond(encodeEnvelope(fault("bad-call", err)));
-      return;
-    }
-    try {
-      const result = await handler(request);
-      const { payload, contentType } =
-        typeof result === "string" || result instanceof Uint8Array
-          ? { payload: result, contentType: undefined }
-          : result;
-      const response: Envelope = {
-        v: PROTOCOL_VERSION,
-        id: newMessageId(),
-        kind: "response",
-        service: request.service,
-        correlationId: request.id,
-        createdAt: Date.now(),
-        payload: typeof payload === "string" ? encoder.encode(payload) : payload,
-        contentType: contentType ?? guessContentType(payload),
-      };
-      msg.respond(encodeEnvelope(response));
-    } catch (err) {
-      msg.respond(encodeEnvelope(fault(request.id, err)));
-    }
   }
 
   async close(): Promise<void> {
@@ -416,31 +364,8 @@ export class AgencyClient {
   }
 }
 
-function fault(correlationId: string, err: unknown): Envelope {
-  const message = err instanceof Error ? err.message : String(err);
-  return {
-    v: PROTOCOL_VERSION,
-    id: newMessageId(),
-    kind: "status",
-    correlationId: /^[A-Za-z0-9_-]{1,128}$/.test(correlationId) ? correlationId : undefined,
-    createdAt: Date.now(),
-    payload: new Uint8Array(0),
-    error: {
-      code: ErrorCode.PROVIDER_FAULT,
-      message: message.slice(0, 1000),
-      retryable: !(err instanceof ProviderFault && !err.retryable),
-    },
-  };
-}
-
 function seedBytes(seed: Uint8Array | string): Uint8Array {
   return typeof seed === "string" ? encoder.encode(seed.trim()) : seed;
 }
 
-function guessContentType(payload: Uint8Array | string): string {
-  const first =
-    typeof payload === "string" ? payload.trimStart()[0] : String.fromCharCode(payload[0] ?? 0);
-  if (first === "<") return "application/xml";
-  if (first === "{" || first === "[") return "application/json";
-  return "application/octet-stream";
-}
+export { ProviderFault, type ProviderHandler, type ProviderResult } from "./provider.ts";
