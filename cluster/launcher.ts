@@ -41,6 +41,11 @@ export interface LauncherOptions {
   brokerEnv?: Record<string, string>;
   /** How long a node may take to become ready. Default 30 s. */
   readyTimeoutMs?: number;
+  /**
+   * Use the topology given even when a cluster from it already runs with
+   * another shape (`up --brokers N`). Default: the running shape is kept.
+   */
+  reshape?: boolean;
   log?: Logger;
 }
 
@@ -65,7 +70,7 @@ export class ClusterLauncher {
     private readonly opts: LauncherOptions = {},
   ) {
     // The cluster already running keeps the shape it was started with.
-    this.topology = readState(topology)?.topology ?? topology;
+    this.topology = opts.reshape ? topology : (readState(topology)?.topology ?? topology);
     this.log = opts.log ?? componentLogger("cluster", { cluster: topology.name });
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
   }
@@ -73,6 +78,10 @@ export class ClusterLauncher {
   /** Starts every node not yet running; resolves once JetStream has a meta leader and every broker serves. */
   async up(): Promise<ClusterState> {
     const state = this.state();
+    state.topology = this.topology;
+    for (const id of Object.keys(state.brokers)) {
+      if (!this.topology.brokers.some((b) => b.id === id)) await this.stopIn(id, state);
+    }
     for (const node of this.topology.nats) {
       if (!this.isNatsRunning(node.name, state)) await this.spawnNats(node, state);
     }
@@ -86,8 +95,12 @@ export class ClusterLauncher {
   /** Stops every broker node, then every NATS node, and removes the state file. */
   async down(): Promise<void> {
     const state = this.state();
-    await Promise.all(Object.keys(state.brokers).map((id) => this.stop(id, "SIGTERM")));
-    await Promise.all(Object.keys(state.nats).map((name) => this.stop(name, "SIGTERM")));
+    const stop = (name: string) => {
+      const entry = state.nats[name] ?? state.brokers[name];
+      return entry ? stopPid(entry.pid, "SIGTERM", this.marker(state, name)) : undefined;
+    };
+    await Promise.all(Object.keys(state.brokers).map(stop));
+    await Promise.all(Object.keys(state.nats).map(stop));
     rmSync(stateFile(this.topology), { force: true });
     this.log.info("cluster stopped");
   }
@@ -107,12 +120,15 @@ export class ClusterLauncher {
 
   /** Stops one node: SIGTERM lets it shut down in order, SIGKILL crashes it. */
   async stop(name: string, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-    const node = this.node(name);
-    const state = this.state();
-    const entry = node.kind === "nats" ? state.nats[name] : state.brokers[name];
-    if (entry) await stopPid(entry.pid, signal, this.marker(node.kind, name));
-    if (node.kind === "nats") delete state.nats[name];
-    else delete state.brokers[name];
+    this.node(name);
+    await this.stopIn(name, this.state(), signal);
+  }
+
+  private async stopIn(name: string, state: ClusterState, signal: NodeJS.Signals = "SIGTERM") {
+    const entry = state.nats[name] ?? state.brokers[name];
+    if (entry) await stopPid(entry.pid, signal, this.marker(state, name));
+    delete state.nats[name];
+    delete state.brokers[name];
     this.save(state);
     this.log.info({ node: name, signal }, "node stopped");
   }
@@ -252,18 +268,16 @@ export class ClusterLauncher {
   }
 
   private isNatsRunning(name: string, state: ClusterState): boolean {
-    return isRunning(state.nats[name]?.pid, this.marker("nats", name));
+    return isRunning(state.nats[name]?.pid, this.marker(state, name));
   }
 
   private isBrokerRunning(id: string, state: ClusterState): boolean {
-    return isRunning(state.brokers[id]?.pid, this.marker("broker", id));
+    return isRunning(state.brokers[id]?.pid, this.marker(state, id));
   }
 
-  /** What identifies the node's process: its config file, or its node id in the environment. */
-  private marker(kind: "nats" | "broker", name: string): string {
-    if (kind === "broker") return `MAGISTRAL_NODE_ID=${name}`;
-    const spec = this.topology.nats.find((n) => n.name === name)!;
-    return configFile(this.topology, spec);
+  /** What identifies a node's process: its config file, or its node id in the environment. */
+  private marker(state: ClusterState, name: string): string {
+    return state.nats[name]?.configFile ?? `MAGISTRAL_NODE_ID=${name}`;
   }
 
   private node(name: string) {

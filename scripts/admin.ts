@@ -9,6 +9,7 @@ import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { toMagistralError } from "../src/errors.ts";
 import * as agencies from "./admin/agencies.ts";
 import * as alerts from "./admin/alerts.ts";
+import * as cluster from "./admin/cluster.ts";
 import { type AdminContext, createContext } from "./admin/context.ts";
 import * as deadletters from "./admin/deadletters.ts";
 import * as health from "./admin/health.ts";
@@ -35,6 +36,7 @@ const TOPICS: AdminTopic[] = [
   stats,
   subscriptions,
   security,
+  cluster,
 ];
 
 const DEFAULT_WAIT_MS = 15_000;
