@@ -26,6 +26,7 @@ interface BenchOptions {
   rates?: string;
   services?: string;
   cluster: boolean;
+  payloads?: string;
 }
 
 const FULL: { payloads: number[]; plan: PhasePlan } = {
@@ -67,6 +68,7 @@ async function main(): Promise<void> {
     .option("--concurrency <n>", "the bench service's calls in flight per broker node", "500")
     .option("--saturation-ms <ms>", "length of each saturation phase")
     .option("--rates <list>", "offered loads, comma-separated requests/s; 'none' for none")
+    .option("--payloads <list>", "payload sizes in bytes, comma-separated")
     .option("--services <list>", "with --scale: service counts, comma-separated")
     .option("--no-cluster", "with --scale: skip the three-node cluster run")
     .parse()
@@ -84,7 +86,8 @@ async function main(): Promise<void> {
 }
 
 async function runComparison(opts: BenchOptions): Promise<void> {
-  const preset = opts.quick ? QUICK : FULL;
+  const preset = { ...(opts.quick ? QUICK : FULL) };
+  if (opts.payloads) preset.payloads = opts.payloads.split(",").map(Number);
   const plan = planOf(preset.plan, opts);
   const only = new Set((opts.only?.split(",") ?? SYSTEMS) as System[]);
   const host = machine();

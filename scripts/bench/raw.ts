@@ -24,6 +24,7 @@ export interface JetStreamResult {
 }
 
 const STREAM = "BENCH_RAW";
+const CONSUME_BUFFER_BYTES = 16 * 1024 * 1024;
 
 /**
  * Raw JetStream: publishes to a file-backed stream with `inFlight` acks
@@ -59,7 +60,7 @@ export async function benchJetStream(
     const publishResult = { ...pub, cpu: meter.per(pub.ops) };
     log(`    publish: ${Math.round(pub.opsPerSec)}/s, p99 ${pub.latency.p99Ms} ms`);
 
-    const consume = await consumeAll(nc, natsPid, published0, seq - published0);
+    const consume = await consumeAll(nc, natsPid, published0, seq - published0, payloadBytes);
     log(`    consume+ack: ${Math.round(consume.opsPerSec)}/s`);
 
     const latency = await benchCalls(
@@ -76,7 +77,13 @@ export async function benchJetStream(
 }
 
 /** Reads `count` messages from stream sequence `afterSeq + 1` on, acking each. */
-async function consumeAll(nc: NatsConnection, natsPid: number, afterSeq: number, count: number) {
+async function consumeAll(
+  nc: NatsConnection,
+  natsPid: number,
+  afterSeq: number,
+  count: number,
+  payloadBytes: number,
+) {
   const jsm = await jetstreamManager(nc);
   await jsm.consumers.add(STREAM, {
     durable_name: "bench_reader",
@@ -88,7 +95,9 @@ async function consumeAll(nc: NatsConnection, natsPid: number, afterSeq: number,
   const consumer = await jetstream(nc).consumers.get(STREAM, "bench_reader");
   const meter = cpuMeter(natsPid);
   const started = performance.now();
-  const messages = await consumer.consume({ max_messages: 1_000 });
+  // About 16 MiB asked for at once: 1,000 messages of 64 KiB read at a few hundred a second.
+  const batch = Math.max(64, Math.min(1_000, Math.floor(CONSUME_BUFFER_BYTES / payloadBytes)));
+  const messages = await consumer.consume({ max_messages: batch });
   let read = 0;
   const deadline = started + 60_000;
   for await (const m of messages) {
