@@ -129,6 +129,39 @@ export async function streamsBehindOn(
   return [...streams].filter((s) => !current.has(s)).sort();
 }
 
+/**
+ * Every node's copy of every stream, once the copies agree on last
+ * sequence and message count (replication trails writes for a moment), or
+ * the last views read when `timeoutMs` passes, with the streams that differ.
+ */
+export async function settledStreamViews(
+  nodes: NatsNodeSpec[],
+  replicas: number,
+  timeoutMs = 15_000,
+): Promise<{ views: StreamView[]; differing: string[] }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const views = (await Promise.all(nodes.map((n) => streamViews(n)))).flat();
+    const differing = copiesThatDiffer(views, replicas);
+    if (differing.length === 0 || Date.now() > deadline) return { views, differing };
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Streams with fewer copies than `replicas`, or copies that differ, as `name node:last/count...`. */
+export function copiesThatDiffer(views: StreamView[], replicas: number): string[] {
+  const byStream = new Map<string, StreamView[]>();
+  for (const v of views) byStream.set(v.stream, [...(byStream.get(v.stream) ?? []), v]);
+  const out: string[] = [];
+  for (const [stream, copies] of byStream) {
+    const first = copies[0]!;
+    const same = copies.every((c) => c.lastSeq === first.lastSeq && c.messages === first.messages);
+    if (same && copies.length === replicas) continue;
+    out.push(`${stream} ${copies.map((c) => `${c.node}:${c.lastSeq}/${c.messages}`).join(" ")}`);
+  }
+  return out.sort();
+}
+
 /** The meta leader every answering server agrees on, or undefined. */
 export async function agreedMetaLeader(
   nodes: NatsNodeSpec[],

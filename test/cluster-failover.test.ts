@@ -11,15 +11,10 @@ import {
   SteadyLoad,
   storedAnswerCounts,
 } from "../cluster/load.ts";
-import { agreedMetaLeader } from "../cluster/monitor.ts";
+import { agreedMetaLeader, settledStreamViews } from "../cluster/monitor.ts";
 import type { AgencyClient } from "../src/client.ts";
 import { STREAM } from "../src/subjects.ts";
-import {
-  cleanupList,
-  settledStreamViews,
-  startCluster,
-  type TestCluster,
-} from "./helpers/cluster.ts";
+import { cleanupList, startCluster, type TestCluster } from "./helpers/cluster.ts";
 
 const test = anyTest as TestFn<{ cluster: TestCluster; fns: AgencyClient; mfc: AgencyClient }>;
 
@@ -204,8 +199,9 @@ test.serial(
     const report = await assertNothingLost(t, mfc, load, "rolling");
     logReport(t, "rolling restart", report);
 
-    const { agree, views } = await settledStreamViews(cluster.topology);
-    t.true(agree, JSON.stringify(views));
+    const { nats, replicas } = cluster.topology;
+    const { differing, views } = await settledStreamViews(nats, replicas);
+    t.deepEqual(differing, [], "every node's copy of every stream agrees");
     const streams = new Set(views.map((v) => v.stream));
     t.true(streams.has(STREAM.queue) && streams.has(STREAM.replies));
     t.log(`${streams.size} streams, each with ${cluster.topology.replicas} copies that agree`);

@@ -3,7 +3,6 @@ import os from "node:os";
 import path from "node:path";
 import { ClusterLauncher } from "../../cluster/launcher.ts";
 import { localTopology } from "../../cluster/local.ts";
-import { type StreamView, streamViews } from "../../cluster/monitor.ts";
 import type { Topology } from "../../cluster/topology.ts";
 import { AdminClient } from "../../src/admin-client.ts";
 import { AgencyClient } from "../../src/client.ts";
@@ -64,36 +63,4 @@ export async function startCluster(cleanup: Cleanup, brokers = 2): Promise<TestC
 export async function registerAgencies(admin: AdminClient): Promise<void> {
   await admin.call("agency.put", { id: "fns", roles: ["provider"] });
   await admin.call("agency.put", { id: "mfc", roles: ["consumer"] });
-}
-
-/**
- * Each NATS node's view of every stream, once all nodes agree on every
- * stream's last sequence and message count, or the last views seen when
- * `timeoutMs` passes (replication may trail for a moment after load).
- */
-export async function settledStreamViews(
-  topology: Topology,
-  timeoutMs = 15_000,
-): Promise<{ agree: boolean; views: StreamView[] }> {
-  const deadline = Date.now() + timeoutMs;
-  let views: StreamView[] = [];
-  for (;;) {
-    views = (await Promise.all(topology.nats.map((n) => streamViews(n)))).flat();
-    if (viewsAgree(topology, views)) return { agree: true, views };
-    if (Date.now() > deadline) return { agree: false, views };
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-function viewsAgree(topology: Topology, views: StreamView[]): boolean {
-  const byStream = new Map<string, StreamView[]>();
-  for (const v of views) byStream.set(v.stream, [...(byStream.get(v.stream) ?? []), v]);
-  for (const copies of byStream.values()) {
-    if (copies.length !== topology.replicas) return false;
-    const [first] = copies;
-    if (!copies.every((c) => c.lastSeq === first!.lastSeq && c.messages === first!.messages)) {
-      return false;
-    }
-  }
-  return byStream.size > 0;
 }
