@@ -106,6 +106,7 @@ function cpuCell(cpu: CpuCost): string {
 }
 
 function fmt(ms: number): string {
+  if (Number.isNaN(ms)) return "-";
   return ms >= 100 ? String(Math.round(ms)) : ms.toFixed(ms >= 10 ? 1 : 2);
 }
 
