@@ -101,7 +101,7 @@ async function busParts(
     return;
   }
   try {
-    const jsm = await jetstreamManager(admin.nc, { timeout: opts.timeoutMs });
+    const jsm = await jetstreamManager(admin.nc, { timeout: opts.timeoutMs, checkAPI: false });
     status.streams = await streamPlacements(jsm).catch((err) => {
       status.problems.push(`streams not listed: ${(err as Error).message}`);
       return [];

@@ -62,6 +62,7 @@ export function parseTopology(raw: unknown, cwd = process.cwd()): Topology {
   const input = asObject(raw, "topology");
   const dataDir = path.resolve(cwd, optionalString(input.dataDir, "dataDir") ?? DEFAULT_DATA_DIR);
   const nats = asArray(input.nats, "nats").map((n, i) => natsNode(n, i, dataDir));
+  if (nats.length === 0) bad("nats: at least one node");
   const brokers = asArray(input.brokers ?? [], "brokers").map((b, i) => brokerNode(b, i, dataDir));
   const topology: Topology = {
     name: assertToken(input.name ?? DEFAULT_NAME, "cluster name"),
@@ -128,7 +129,6 @@ function brokerNode(raw: unknown, i: number, dataDir: string): BrokerNodeSpec {
 }
 
 function checkTopology(topology: Topology): void {
-  if (topology.nats.length === 0) bad("nats: at least one node");
   if (topology.replicas > topology.nats.length) {
     bad(`replicas: ${topology.replicas} is more than the ${topology.nats.length} NATS nodes`);
   }
