@@ -1,11 +1,14 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { type Command, InvalidArgumentError } from "commander";
 import { ClusterLauncher, readState } from "../../cluster/launcher.ts";
 import { renderNatsConfig } from "../../cluster/render.ts";
+import { setBusReplicas } from "../../cluster/replicas.ts";
 import { type BrokerStatus, type ClusterStatus, clusterStatus } from "../../cluster/status.ts";
-import { loadTopology, type Topology, withBrokers } from "../../cluster/topology.ts";
+import { clientUrls, loadTopology, type Topology, withBrokers } from "../../cluster/topology.ts";
+import { AdminClient } from "../../src/admin-client.ts";
 import { rootLogger } from "../../src/logger.ts";
 import type { AdminContext } from "./context.ts";
 import { formatMs, table } from "./output.ts";
@@ -20,9 +23,9 @@ interface ClusterOptions {
 }
 
 /**
- * `cluster up|status|down|start|stop|kill|restart|render`: a NATS cluster
- * and broker nodes on this machine, for development and tests, and the
- * configs to run the same on separate hosts.
+ * `cluster up|status|down|start|stop|kill|restart|replicas|render`: a NATS
+ * cluster and broker nodes on this machine, for development and tests, and
+ * the configs and replica changes to run the same on separate hosts.
  */
 export function register(program: Command, ctx: AdminContext): void {
   const cluster = program
@@ -97,6 +100,33 @@ export function register(program: Command, ctx: AdminContext): void {
   nodeCommand("restart", "stop one node in order and start it again", (l, n) => l.restart(n));
 
   cluster
+    .command("replicas")
+    .description("set the replicas of every stream and bucket of the bus (after growing)")
+    .argument("<n>", "replica count: 1, 3 or 5", positiveInt)
+    .action(async (replicas: number) => {
+      const t = topology();
+      const login = ctx.natsOptions();
+      const admin = await AdminClient.connect({
+        servers: clientUrls(readState(t)?.topology ?? t),
+        user: login.user,
+        pass: login.pass,
+        maxReconnectAttempts: 0,
+      });
+      try {
+        const jsm = await jetstreamManager(admin.nc, { timeout: ctx.options().waitMs });
+        const changes = await setBusReplicas(jsm, replicas);
+        ctx.print(changes, (list) =>
+          table(
+            ["STREAM", "REPLICAS"],
+            list.map((c) => [c.stream, c.from === c.to ? `${c.to}` : `${c.from} -> ${c.to}`]),
+          ),
+        );
+      } finally {
+        await admin.close();
+      }
+    });
+
+  cluster
     .command("render")
     .description("print every NATS node's config, or write them to a directory")
     .option("--out <dir>", "write <node>.conf files here")
@@ -128,6 +158,12 @@ type NodeAction = (launcher: ClusterLauncher, node: string) => Promise<void>;
 
 function readTopology(opts: ClusterOptions): Topology {
   return loadTopology(opts.topology ?? process.env.MAGISTRAL_TOPOLOGY ?? EXAMPLE_TOPOLOGY);
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("a whole number, 1 or more");
+  return n;
 }
 
 function nonNegativeInt(value: string): number {
