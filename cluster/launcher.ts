@@ -59,6 +59,12 @@ const BROKER_READY_LINE = "magistral is running";
  * node as a nats-server child process with its rendered config, every
  * broker node as `scripts/start.ts`. Each operation reads and rewrites the
  * state file, so separate runs of the admin script can share a cluster.
+ *
+ * LIMITATION: without `render.authorization` (and `cluster up` passes none)
+ * the servers accept any client that reaches them: fit for development and
+ * tests on one machine only. The processes are known only by the pids in
+ * the state file; a deleted state file leaves them running, to be stopped
+ * by pid.
  */
 export class ClusterLauncher {
   readonly topology: Topology;

@@ -18,6 +18,10 @@ export function busStreamNames(): string[] {
  * cluster that grew (or shrank). Brokers create missing streams with their
  * configured replicas but never change existing ones, so this is the
  * operator's step. Durable consumers follow their stream.
+ *
+ * LIMITATION: this cannot turn a standalone server's streams into clustered
+ * ones: nats-server 2.9 does not take them into the meta group, so going
+ * from one node to a cluster needs a backup and restore of every stream.
  * @returns what changed; a stream already at `replicas` is listed with from = to
  */
 export async function setBusReplicas(

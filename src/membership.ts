@@ -23,6 +23,9 @@ export interface BrokerMember {
  * by node id. A node that left cleanly deleted its key and is not listed.
  * Liveness is judged by the heartbeat's age: the bucket's TTL removes a
  * dead node's entry much later, and nats-server 2.9 marks no such removal.
+ *
+ * LIMITATION: a node that died is listed as alive until it has missed
+ * MISSED_BEATS heartbeats (20 s at the default 5 s).
  */
 export async function listMembers(
   bucket: KV,

@@ -154,6 +154,10 @@ export function register(program: Command, ctx: AdminContext): void {
     });
 }
 
+// LIMITATION: a NATS node gone for good stays a peer of the meta group and of
+// every stream, so the cluster runs on two of three with no margin; removing
+// it takes `peer-remove` through the system account, which the rendered
+// configs do not define. A replacement with the old server_name rejoins.
 type NodeAction = (launcher: ClusterLauncher, node: string) => Promise<void>;
 
 function readTopology(opts: ClusterOptions): Topology {

@@ -6,7 +6,7 @@ import type { ChaosOptions, ChaosResult } from "./harness.ts";
 const BETWEEN_MS = 1_000;
 
 /**
- * Every NATS node and then every broker node is stopped in order (SIGTERM)
+ * Every broker node and then every NATS node is stopped in order (SIGTERM)
  * and started again, one at a time, under load: nothing accepted is lost,
  * and afterwards every NATS node holds the same copy of every stream.
  */
@@ -15,9 +15,10 @@ export function run(opts: ChaosOptions): Promise<ChaosResult> {
 }
 
 async function restartAll({ launcher, log }: ClusterRun): Promise<void> {
+  // Brokers first: their watchers and consumers then live through every NATS restart.
   const nodes = [
-    ...launcher.topology.nats.map((n) => n.name),
     ...launcher.topology.brokers.map((b) => b.id),
+    ...launcher.topology.nats.map((n) => n.name),
   ];
   for (const node of nodes) {
     const started = Date.now();
