@@ -81,7 +81,11 @@ export class ClusterLauncher {
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
   }
 
-  /** Starts every node not yet running; resolves once JetStream has a meta leader and every broker serves. */
+  /**
+   * Starts every node not yet running and stops broker nodes the topology
+   * no longer has; resolves once JetStream has a meta leader and every
+   * broker node serves.
+   */
   async up(): Promise<ClusterState> {
     const state = this.state();
     state.topology = this.topology;
@@ -95,6 +99,7 @@ export class ClusterLauncher {
     for (const broker of this.topology.brokers) {
       if (!this.isBrokerRunning(broker.id, state)) await this.startBrokerIn(broker, state);
     }
+    this.save(state);
     return state;
   }
 
