@@ -224,7 +224,7 @@ export function countingProvider(
 }
 
 /**
- * How many answers REPLIES stores per request id for `agency`: read
+ * How many answers REPLIES stores per request id for the client's agency: read
  * through an ordered consumer, so the check does not depend on the
  * consumer application's own de-duplication.
  */
