@@ -89,6 +89,30 @@ async function diagnose(
   t.log(`dir ${t.context.cluster.topology.dataDir}`);
 }
 
+/**
+ * A service registered now is picked up by every broker node: their KV
+ * watchers survived what the test did (a 2.9 watcher can stop silently
+ * after a server restart).
+ */
+async function assertRegistryFollowed(t: ExecutionContext<{ cluster: TestCluster }>, id: string) {
+  const { cluster } = t.context;
+  await addService(t, id);
+  const brokers = cluster.topology.brokers.map((b) => b.id).sort();
+  const started = Date.now();
+  let serving: string[] = [];
+  while (Date.now() - started < 20_000) {
+    const lanes = await cluster.admin.call<LaneHealth[]>("service.health");
+    serving = lanes
+      .filter((l) => l.service === id)
+      .map((l) => l.node)
+      .sort();
+    if (serving.length === brokers.length) break;
+    await sleep(250);
+  }
+  t.deepEqual(serving, brokers, "every broker node runs the new service's actor");
+  t.log(`a new service reached every broker node in ${Date.now() - started} ms`);
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test.serial(
@@ -126,6 +150,7 @@ test.serial(
 
     const report = await assertNothingLost(t, mfc, load, "nats-kill");
     logReport(t, "nats node kill", report);
+    await assertRegistryFollowed(t, "after-nats-kill");
   },
 );
 
@@ -186,9 +211,10 @@ test.serial(
     });
     await load.start();
     await sleep(2_000);
+    // Brokers first: their watchers and consumers then live through every NATS restart.
     const nodes = [
-      ...cluster.topology.nats.map((n) => n.name),
       ...cluster.topology.brokers.map((b) => b.id),
+      ...cluster.topology.nats.map((n) => n.name),
     ];
     for (const node of nodes) {
       const started = Date.now();
@@ -205,5 +231,6 @@ test.serial(
     const streams = new Set(views.map((v) => v.stream));
     t.true(streams.has(STREAM.queue) && streams.has(STREAM.replies));
     t.log(`${streams.size} streams, each with ${cluster.topology.replicas} copies that agree`);
+    await assertRegistryFollowed(t, "after-rolling");
   },
 );
