@@ -46,8 +46,27 @@ export interface BrokerChild {
   spawnedAt: number;
   /** Milliseconds from spawn until the node said it is running. */
   startMs: number;
+  /** The broker's event loop delay over the seconds since `since` (performance.now()). */
+  loopDelay(since: number): LoopDelay;
   /** Sends SIGTERM and waits for a clean exit (which also writes a CPU profile). */
   stop(): Promise<void>;
+}
+
+/** How long the broker's event loop was held up, from scripts/bench/loop-delay.ts. */
+export interface LoopDelay {
+  seconds: number;
+  /** The worst single delay. */
+  maxMs: number;
+  /** The median over those seconds of each second's 99th percentile. */
+  p99MedianMs: number;
+  /** Seconds in which the loop was held up longer than 25 ms at least once. */
+  secondsOver25Ms: number;
+}
+
+interface LoopSample {
+  at: number;
+  p99Ms: number;
+  maxMs: number;
 }
 
 export interface BrokerChildOptions {
@@ -60,11 +79,19 @@ export interface BrokerChildOptions {
 }
 
 export async function startBrokerChild(opts: BrokerChildOptions): Promise<BrokerChild> {
-  const nodeArgs = opts.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
+  const profile = opts.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
+  const loopDelayModule = path.join(repo, "scripts/bench/loop-delay.ts");
   const started = performance.now();
   const child = spawn(
     process.execPath,
-    [...nodeArgs, "--import", "tsx", path.join(repo, "scripts/start.ts")],
+    [
+      ...profile,
+      "--import",
+      "tsx",
+      "--import",
+      loopDelayModule,
+      path.join(repo, "scripts/start.ts"),
+    ],
     {
       cwd: repo,
       env: {
@@ -79,6 +106,7 @@ export async function startBrokerChild(opts: BrokerChildOptions): Promise<Broker
     },
   );
   killOnExit(child);
+  const samples = readLoopDelays(child);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   await waitForRunning(child);
   const startMs = performance.now() - started;
@@ -89,12 +117,41 @@ export async function startBrokerChild(opts: BrokerChildOptions): Promise<Broker
     dataDir: opts.dataDir,
     spawnedAt: started,
     startMs,
+    loopDelay: (since) => summarize(samples.filter((s) => s.at >= since)),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
       await exited;
       clearTimeout(killer);
     },
+  };
+}
+
+/** Collects the lines loop-delay.ts writes to the child's stderr. */
+function readLoopDelays(child: ChildProcess): LoopSample[] {
+  const samples: LoopSample[] = [];
+  let rest = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    const lines = (rest + chunk.toString()).split("\n");
+    rest = lines.pop() ?? "";
+    for (const line of lines) {
+      if (!line.startsWith(LOOP_DELAY_PREFIX)) continue;
+      const value = JSON.parse(line.slice(LOOP_DELAY_PREFIX.length)) as Omit<LoopSample, "at">;
+      samples.push({ at: performance.now(), ...value });
+    }
+  });
+  return samples;
+}
+
+const LOOP_DELAY_PREFIX = "bench-loop-delay ";
+
+function summarize(samples: LoopSample[]): LoopDelay {
+  const p99s = samples.map((s) => s.p99Ms).sort((a, b) => a - b);
+  return {
+    seconds: samples.length,
+    maxMs: Math.max(0, ...samples.map((s) => s.maxMs)),
+    p99MedianMs: p99s[Math.floor(p99s.length / 2)] ?? 0,
+    secondsOver25Ms: samples.filter((s) => s.maxMs > 25).length,
   };
 }
 

@@ -78,6 +78,7 @@ export async function benchMagistral(opts: MagistralOptions): Promise<MagistralR
         {
           natsPid: opts.natsPid,
           brokerPid: broker.pid,
+          loopDelay: broker.loopDelay,
           monitor: opts.monitorUrl
             ? { url: opts.monitorUrl, connection: `magistral-${NODE_ID}` }
             : undefined,

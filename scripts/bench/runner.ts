@@ -1,6 +1,8 @@
 // Runs one request/reply system through the same phases: warm-up,
 // saturation (closed loop), then each fixed offered rate (open loop), with
 // the CPU spent per message by each process that took part.
+
+import type { LoopDelay } from "./broker.ts";
 import {
   type Call,
   type CpuCost,
@@ -32,9 +34,11 @@ export interface Processes {
   brokerPid?: number;
   /** nats-server's monitoring URL and the name of the broker's connection, to count its messages. */
   monitor?: { url: string; connection: string };
+  /** The broker's event loop delay since a performance.now() mark. */
+  loopDelay?: (since: number) => LoopDelay;
 }
 
-export type Measured<T> = T & { cpu: CpuCost };
+export type Measured<T> = T & { cpu: CpuCost; brokerLoopDelay?: LoopDelay };
 
 export interface CallBenchResult {
   saturation: Measured<SaturationResult> & {
@@ -55,9 +59,14 @@ export async function benchCalls(
   const traffic = () =>
     procs.monitor ? connTraffic(procs.monitor.url, procs.monitor.connection) : undefined;
   const traffic0 = await traffic();
+  let phaseStart = performance.now();
   let meter = cpuMeter(procs.natsPid, procs.brokerPid);
   const sat = await saturate(call, { inFlight: plan.inFlight, durationMs: plan.saturationMs });
-  const saturation: CallBenchResult["saturation"] = { ...sat, cpu: meter.per(sat.ops) };
+  const saturation: CallBenchResult["saturation"] = {
+    ...sat,
+    cpu: meter.per(sat.ops),
+    brokerLoopDelay: procs.loopDelay?.(phaseStart),
+  };
   const traffic1 = await traffic();
   if (traffic0 && traffic1) saturation.brokerTraffic = trafficPer(traffic0, traffic1, sat.ops);
   const perCall = saturation.brokerTraffic
@@ -67,16 +76,21 @@ export async function benchCalls(
 
   const rates: Measured<RateResult>[] = [];
   for (const ratePerSec of plan.ratesPerSec) {
+    phaseStart = performance.now();
     meter = cpuMeter(procs.natsPid, procs.brokerPid);
     const r = await fixedRate(call, {
       ratePerSec,
       durationMs: plan.rateMs,
       maxInFlight: plan.maxInFlight,
     });
-    rates.push({ ...r, cpu: meter.per(r.ops) });
+    const loop = procs.loopDelay?.(phaseStart);
+    rates.push({ ...r, cpu: meter.per(r.ops), brokerLoopDelay: loop });
     log(
       `    @${ratePerSec}/s: achieved ${Math.round(r.achievedPerSec)}/s, ` +
-        `p50 ${r.latency.p50Ms} p99 ${r.latency.p99Ms} ms, shed ${r.shed}`,
+        `p50 ${r.latency.p50Ms} p99 ${r.latency.p99Ms} ms, shed ${r.shed}` +
+        (loop
+          ? `; broker loop delay max ${loop.maxMs} ms, ${loop.secondsOver25Ms}/${loop.seconds} s over 25 ms`
+          : ""),
     );
   }
   return { saturation, rates };
