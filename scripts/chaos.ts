@@ -10,6 +10,8 @@ type Scenario = (opts: ChaosOptions) => Promise<ChaosResult>;
 const SCENARIOS: Record<string, () => Promise<{ run: Scenario }>> = {
   "provider-outage": () => import("./chaos/provider-outage.ts"),
   "broker-crash": () => import("./chaos/broker-crash.ts"),
+  "nats-node-kill": () => import("./chaos/nats-node-kill.ts"),
+  "rolling-restart": () => import("./chaos/rolling-restart.ts"),
 };
 
 const program = new Command("chaos")

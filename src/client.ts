@@ -41,6 +41,12 @@ export interface AgencyClientOptions {
   nkeySeed?: Uint8Array | string;
   /** Signs every submitted request (see docs/security.md); needed by services that require it. */
   signer?: RequestSigner;
+  /**
+   * How long a call of the bus's API (submit, status, health) waits for its
+   * answer. A submit that times out may still have been stored: send it
+   * again with the same id. Default 5 s.
+   */
+  apiTimeoutMs?: number;
 }
 
 export interface SubmitOptions {
@@ -69,6 +75,9 @@ export class RequestFailedError extends MagistralError {
 
 const encoder = new TextEncoder();
 const SEEN_LIMIT = 10_000;
+// Short enough that a submit lost with a dying NATS node is sent again soon;
+// a broker answers in milliseconds.
+const DEFAULT_API_TIMEOUT_MS = 5_000;
 
 /**
  * An agency's connection to the bus: submit requests, read responses, and
@@ -86,6 +95,7 @@ export class AgencyClient {
   private readonly seen = new Set<string>();
 
   private signer: RequestSigner | undefined;
+  private apiTimeoutMs = DEFAULT_API_TIMEOUT_MS;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -112,6 +122,7 @@ export class AgencyClient {
     const js = jetstream(nc, { timeout: 10_000 });
     const client = new AgencyClient(nc, js, agency);
     client.signer = opts.signer;
+    client.apiTimeoutMs = opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS;
     return client;
   }
 
@@ -146,7 +157,7 @@ export class AgencyClient {
     env: Envelope,
   ): Promise<{ id: string; service: string; duplicate: boolean }> {
     const msg = await this.nc.request(subject.api(this.agency, "submit"), encodeEnvelope(env), {
-      timeout: 15_000,
+      timeout: this.apiTimeoutMs,
     });
     const reply = decodeValue(msg.data) as SubmitReply;
     if (!reply.ok) throw new RequestFailedError(reply.error);
@@ -208,7 +219,7 @@ export class AgencyClient {
   async openReplies(): Promise<void> {
     if (this.replies) return;
     const opened = await this.nc.request(subject.api(this.agency, "open"), new Uint8Array(0), {
-      timeout: 15_000,
+      timeout: this.apiTimeoutMs,
     });
     const reply = decodeValue(opened.data) as { ok: boolean; error?: WireError };
     if (!reply.ok) throw new RequestFailedError(reply.error!);
@@ -268,7 +279,7 @@ export class AgencyClient {
   async health(service?: string): Promise<ServiceHealthSummary[]> {
     const body = service ? { service } : {};
     const msg = await this.nc.request(subject.api(this.agency, "health"), encodeValue(body), {
-      timeout: 15_000,
+      timeout: this.apiTimeoutMs,
     });
     const reply = decodeValue(msg.data) as {
       ok: boolean;
@@ -282,7 +293,7 @@ export class AgencyClient {
   /** Where one of this agency's messages is (GetStatus). */
   async status(id: string): Promise<MessageStatus> {
     const msg = await this.nc.request(subject.api(this.agency, "status"), encodeValue({ id }), {
-      timeout: 15_000,
+      timeout: this.apiTimeoutMs,
     });
     const reply = decodeValue(msg.data) as {
       ok: boolean;
