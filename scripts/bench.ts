@@ -11,7 +11,7 @@ import { killOnExit, repo, tempDir } from "./bench/broker.ts";
 import { benchMagistral, type MagistralResult } from "./bench/magistral.ts";
 import { benchMoleculer, type MoleculerResult } from "./bench/moleculer.ts";
 import { benchCoreRequest, benchJetStream, type JetStreamResult } from "./bench/raw.ts";
-import { machine, type Row, rowOf, table, writeResults } from "./bench/report.ts";
+import { type Machine, machine, type Row, rowOf, table, writeResults } from "./bench/report.ts";
 import type { CallBenchResult, PhasePlan } from "./bench/runner.ts";
 import { runScale } from "./bench/scale.ts";
 
@@ -85,16 +85,38 @@ async function main(): Promise<void> {
   await runComparison(opts);
 }
 
+/** What one comparison run measured; a system left out by `--only` stays empty. */
+interface Measured {
+  jetstream: JetStreamResult[];
+  core: { payloadBytes: number; result: CallBenchResult }[];
+  magistral?: MagistralResult;
+  moleculer?: MoleculerResult[];
+  moleculerError?: string;
+}
+
 async function runComparison(opts: BenchOptions): Promise<void> {
   const preset = { ...(opts.quick ? QUICK : FULL) };
   if (opts.payloads) preset.payloads = opts.payloads.split(",").map(Number);
   const plan = planOf(preset.plan, opts);
-  const only = new Set((opts.only?.split(",") ?? SYSTEMS) as System[]);
   const host = machine();
   log(`bench: ${host.nproc} cpus (${host.cpuModel}), node ${host.node}, ${host.natsServer}`);
   log(`load average before: ${host.loadAvgBefore.join(" ")}`);
 
   const dir = tempDir("mg-bench-");
+  const server = await benchServer(dir);
+  let measured: Measured;
+  try {
+    measured = await runSystems(server, dir, preset.payloads, plan, opts);
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  host.loadAvgAfter = os.loadavg().map((n) => Math.round(n * 100) / 100);
+  report(host, measured, { plan, payloads: preset.payloads, opts });
+}
+
+/** The one nats-server of the run, with its monitoring port for /connz. */
+async function benchServer(dir: string) {
   const monitorPort = await freePort();
   const server = await startNatsServer({
     name: "bench",
@@ -102,80 +124,86 @@ async function runComparison(opts: BenchOptions): Promise<void> {
     extraConfig: `http: "127.0.0.1:${monitorPort}"`,
   });
   killOnExit(server.process);
-  const monitorUrl = `http://127.0.0.1:${monitorPort}`;
-  const natsPid = server.process.pid!;
-  const jetstream: JetStreamResult[] = [];
-  const core: { payloadBytes: number; result: CallBenchResult }[] = [];
-  let magistral: MagistralResult | undefined;
-  let moleculer: MoleculerResult[] | undefined;
-  let moleculerError: string | undefined;
-  try {
-    for (const payloadBytes of preset.payloads) {
-      if (only.has("jetstream")) {
-        log(`  raw jetstream, ${payloadBytes} B`);
-        jetstream.push(await benchJetStream(server.url, natsPid, payloadBytes, plan, log));
-      }
-      if (only.has("core")) {
-        log(`  raw core request/reply, ${payloadBytes} B`);
-        core.push({
-          payloadBytes,
-          result: await benchCoreRequest(server.url, natsPid, payloadBytes, plan, log),
-        });
-      }
-    }
-    if (only.has("magistral")) {
-      magistral = await benchMagistral({
-        servers: server.url,
-        natsPid,
-        monitorUrl,
-        dataDir: path.join(dir, "broker"),
-        payloads: preset.payloads,
-        plan,
-        serviceConcurrency: Number(opts.concurrency),
-        cpuProfileDir: opts.profile ? path.join(repo, "bench-results", "profiles") : undefined,
-        log,
-      });
-    }
-    if (only.has("moleculer")) {
-      try {
-        moleculer = await benchMoleculer(server.url, natsPid, preset.payloads, plan, log);
-      } catch (err) {
-        moleculerError = err instanceof Error ? err.message : String(err);
-        log(`  moleculer did not run: ${moleculerError}`);
-      }
-    }
-  } finally {
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
-  host.loadAvgAfter = os.loadavg().map((n) => Math.round(n * 100) / 100);
+  return { ...server, pid: server.process.pid!, monitorUrl: `http://127.0.0.1:${monitorPort}` };
+}
 
-  const rows = tableRows(jetstream, core, magistral, moleculer);
+async function runSystems(
+  server: Awaited<ReturnType<typeof benchServer>>,
+  dir: string,
+  payloads: number[],
+  plan: PhasePlan,
+  opts: BenchOptions,
+): Promise<Measured> {
+  const only = new Set((opts.only?.split(",") ?? SYSTEMS) as System[]);
+  const measured: Measured = { jetstream: [], core: [] };
+  for (const payloadBytes of payloads) {
+    if (only.has("jetstream")) {
+      log(`  raw jetstream, ${payloadBytes} B`);
+      measured.jetstream.push(
+        await benchJetStream(server.url, server.pid, payloadBytes, plan, log),
+      );
+    }
+    if (only.has("core")) {
+      log(`  raw core request/reply, ${payloadBytes} B`);
+      const result = await benchCoreRequest(server.url, server.pid, payloadBytes, plan, log);
+      measured.core.push({ payloadBytes, result });
+    }
+  }
+  if (only.has("magistral")) {
+    measured.magistral = await benchMagistral({
+      servers: server.url,
+      natsPid: server.pid,
+      monitorUrl: server.monitorUrl,
+      dataDir: path.join(dir, "broker"),
+      payloads,
+      plan,
+      serviceConcurrency: Number(opts.concurrency),
+      cpuProfileDir: opts.profile ? path.join(repo, "bench-results", "profiles") : undefined,
+      log,
+    });
+  }
+  if (only.has("moleculer")) {
+    try {
+      measured.moleculer = await benchMoleculer(server.url, server.pid, payloads, plan, log);
+    } catch (err) {
+      // The peer is optional: say why it did not run and report the rest.
+      measured.moleculerError = err instanceof Error ? err.message : String(err);
+      log(`  moleculer did not run: ${measured.moleculerError}`);
+    }
+  }
+  return measured;
+}
+
+/** Prints the table and the summary line (last), and writes the JSON. */
+function report(
+  host: Machine,
+  measured: Measured,
+  run: { plan: PhasePlan; payloads: number[]; opts: BenchOptions },
+): void {
+  const rows = tableRows(measured);
   log("");
   log(table(rows));
+  const { magistral } = measured;
   if (magistral) {
     log(
       `magistral: broker start ${magistral.brokerStartMs} ms, peak RSS ` +
-        `${Math.round(magistral.brokerPeakRssMiB)} MiB, journal ${Math.round(magistral.journalBytesPerMsg)} ` +
-        `B/msg, stats ${Math.round(magistral.statsBytesPerMsg)} B/msg over ${magistral.requests} requests`,
+        `${Math.round(magistral.brokerPeakRssMiB)} MiB, journal ` +
+        `${Math.round(magistral.journalBytesPerMsg)} B/msg, stats ` +
+        `${Math.round(magistral.statsBytesPerMsg)} B/msg over ${magistral.requests} requests`,
     );
   }
-  const summary = summaryLine(jetstream, magistral, moleculer);
-  const file = writeResults(repo, opts.quick ? "bench-quick" : "bench", {
+  const summary = summaryLine(measured);
+  const file = writeResults(repo, run.opts.quick ? "bench-quick" : "bench", {
     machine: host,
-    plan,
-    payloads: preset.payloads,
-    serviceConcurrency: Number(opts.concurrency),
-    jetstream,
-    core,
-    magistral,
-    moleculer,
-    moleculerError,
+    plan: run.plan,
+    payloads: run.payloads,
+    serviceConcurrency: Number(run.opts.concurrency),
+    ...measured,
     rows,
     summary,
   });
   log(
-    `load average after: ${host.loadAvgAfter.join(" ")}; results in ${path.relative(repo, file)}`,
+    `load average after: ${host.loadAvgAfter?.join(" ")}; results in ${path.relative(repo, file)}`,
   );
   log(summary);
 }
@@ -188,12 +216,7 @@ function planOf(preset: PhasePlan, opts: BenchOptions): PhasePlan {
   return plan;
 }
 
-function tableRows(
-  jetstream: JetStreamResult[],
-  core: { payloadBytes: number; result: CallBenchResult }[],
-  magistral: MagistralResult | undefined,
-  moleculer: MoleculerResult[] | undefined,
-): Row[] {
+function tableRows({ jetstream, core, magistral, moleculer }: Measured): Row[] {
   const rows: Row[] = [];
   for (const js of jetstream) {
     rows.push({
@@ -225,11 +248,7 @@ function publishFigures(js: JetStreamResult) {
 }
 
 /** `bench: e2e/jetstream=<ratio> e2e/moleculer=<ratio> p99@1000=<ms>`, at 256 B. */
-function summaryLine(
-  jetstream: JetStreamResult[],
-  magistral: MagistralResult | undefined,
-  moleculer: MoleculerResult[] | undefined,
-): string {
+function summaryLine({ jetstream, magistral, moleculer }: Measured): string {
   const e2e = magistral?.byPayload.find((m) => m.payloadBytes === 256);
   const js = jetstream.find((j) => j.payloadBytes === 256);
   const peer = moleculer?.find((m) => m.payloadBytes === 256);
