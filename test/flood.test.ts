@@ -37,7 +37,8 @@ test("one agency flooding far past its rate limit slows no one else and loses no
   t.is(flood.other, 0);
   const latencies = calmLatencies.flat().sort((a, b) => a - b);
   t.log(`calm agencies: ${latencies.length} requests, max ${latencies.at(-1)}ms`);
-  t.true(latencies.length >= 40);
+  // Requests wait their answer and 100 ms; even on a loaded machine each calm agency gets 10 through.
+  t.true(latencies.length >= 20);
   t.true(latencies.at(-1)! < 5_000);
 
   await everyAnswerArrives(flooder, flood.accepted);

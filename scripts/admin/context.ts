@@ -38,6 +38,7 @@ export interface AdminContext {
 }
 
 export const DEFAULT_SERVER = "nats://127.0.0.1:4222";
+const CONNECT_ATTEMPTS = 3;
 
 /**
  * Where to find the bus when `--server` is not given: the runtime file of an
@@ -82,13 +83,20 @@ export function createContext(program: Command): AdminContext {
     };
   };
 
+  // A server reloading its authorization (after a registry change) can turn
+  // a login away for a moment: try a few times before giving up.
   const connect = async (): Promise<AdminClient> => {
-    try {
-      return await AdminClient.connect({ ...natsOptions(), maxReconnectAttempts: 0 });
-    } catch (err) {
-      throw new MagistralError(ErrorCode.UNAVAILABLE, `cannot connect to ${server()}`, {
-        cause: err,
-      });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await AdminClient.connect({ ...natsOptions(), maxReconnectAttempts: 0 });
+      } catch (err) {
+        if (attempt < CONNECT_ATTEMPTS) {
+          await new Promise((r) => setTimeout(r, 300 * attempt));
+          continue;
+        }
+        const message = `cannot connect to ${server()}: ${(err as Error).message}`;
+        throw new MagistralError(ErrorCode.UNAVAILABLE, message, { cause: err });
+      }
     }
   };
 
