@@ -212,6 +212,26 @@ async function readyAfterRestart(url: string, broker: BrokerChild, ids: string[]
   }
 }
 
+/** What an idle broker costs: its memory, CPU (its own and nats-server's) and NATS traffic. */
+async function idleCost(natsPid: number, monitorUrl: string, broker: BrokerChild) {
+  const idleBrokerRssMiB = processMemoryMiB(broker.pid).rssMiB;
+  const connection = `magistral-${NODE_ID}`;
+  const idleTraffic0 = await connTraffic(monitorUrl, connection);
+  const meter = cpuMeter(natsPid, broker.pid);
+  await sleep(IDLE_MS);
+  const cost = meter.per(1);
+  const idleTraffic = trafficPer(
+    idleTraffic0,
+    await connTraffic(monitorUrl, connection),
+    IDLE_MS / 1_000,
+  );
+  const idleCpuPercent = {
+    broker: round3((cost.brokerUsPerMsg ?? 0) / (IDLE_MS * 10)),
+    natsServer: round3(cost.natsServerUsPerMsg / (IDLE_MS * 10)),
+  };
+  return { idleBrokerRssMiB, idleCpuPercent, idleTraffic };
+}
+
 async function loadAll(
   server: RunningNatsServer,
   monitorUrl: string,
@@ -221,22 +241,7 @@ async function loadAll(
   log: (line: string) => void,
 ) {
   const natsPid = server.process.pid!;
-  const idleBrokerRssMiB = processMemoryMiB(broker.pid).rssMiB;
-  const connection = `magistral-${NODE_ID}`;
-  const idleTraffic0 = await connTraffic(monitorUrl, connection);
-  const idle = cpuMeter(natsPid, broker.pid);
-  await sleep(IDLE_MS);
-  const idleCost = idle.per(1);
-  const idleTraffic = trafficPer(
-    idleTraffic0,
-    await connTraffic(monitorUrl, connection),
-    IDLE_MS / 1_000,
-  );
-  const idleCpuPercent = {
-    broker: round3((idleCost.brokerUsPerMsg ?? 0) / (IDLE_MS * 10)),
-    natsServer: round3(idleCost.natsServerUsPerMsg / (IDLE_MS * 10)),
-  };
-
+  const idle = await idleCost(natsPid, monitorUrl, broker);
   const consumer = await AgencyClient.connect({
     agency: "bench-consumer",
     nats: { servers: server.url },
@@ -259,9 +264,7 @@ async function loadAll(
     await journalCaughtUp(consumer.nc, NODE_ID, 30_000);
     const memory = processMemoryMiB(broker.pid);
     return {
-      idleBrokerRssMiB,
-      idleCpuPercent,
-      idleTraffic,
+      ...idle,
       throughput,
       cpuUsPerMsg,
       brokerRssMiB: memory.rssMiB,
@@ -335,7 +338,8 @@ function printScale(
 ) {
   log("");
   log(
-    "services  register ms  restart ms  ready ms  idle cpu broker/nats %  msg/s  p99 ms  RSS idle/after MiB  journal B/msg",
+    "services  register ms  restart ms  ready ms  idle cpu broker/nats %  " +
+      "idle msgs/s pub/recv  msg/s  p99 ms  RSS idle/after MiB  journal B/msg",
   );
   for (const r of results) {
     log(
@@ -345,7 +349,7 @@ function printScale(
         String(r.restartMs).padEnd(10),
         String(r.readyMs).padEnd(8),
         `${r.idleCpuPercent.broker}/${r.idleCpuPercent.natsServer}`.padEnd(25),
-        `${Math.round(r.idleTraffic.inMsgs)}/${Math.round(r.idleTraffic.outMsgs)}`.padEnd(19),
+        `${Math.round(r.idleTraffic.inMsgs)}/${Math.round(r.idleTraffic.outMsgs)}`.padEnd(21),
         String(Math.round(r.throughput.opsPerSec)).padEnd(5),
         String(r.throughput.latency.p99Ms).padEnd(6),
         `${Math.round(r.idleBrokerRssMiB)}/${Math.round(r.brokerRssMiB)}`.padEnd(18),
