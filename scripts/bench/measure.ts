@@ -222,7 +222,10 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Messages and bytes a client connection exchanged with nats-server, from its /connz. */
+/**
+ * Messages and bytes a client connection exchanged with nats-server, from
+ * its /connz: `in` is what the client published, `out` what it received.
+ */
 export interface ConnTraffic {
   inMsgs: number;
   outMsgs: number;

@@ -70,7 +70,7 @@ export async function benchCalls(
   const traffic1 = await traffic();
   if (traffic0 && traffic1) saturation.brokerTraffic = trafficPer(traffic0, traffic1, sat.ops);
   const perCall = saturation.brokerTraffic
-    ? `, broker ${saturation.brokerTraffic.inMsgs} in + ${saturation.brokerTraffic.outMsgs} out NATS msgs per call`
+    ? `, broker publishes ${saturation.brokerTraffic.inMsgs} and receives ${saturation.brokerTraffic.outMsgs} NATS msgs per call`
     : "";
   log(`    saturation: ${Math.round(sat.opsPerSec)}/s, p99 ${sat.latency.p99Ms} ms${perCall}`);
 
