@@ -20,6 +20,34 @@ export function recordOutcome(owner: CircuitOwner, lane: Lane, ok: boolean): voi
   refreshHealth(lane);
 }
 
+/**
+ * After a lane's first successful call, clears an outage that the cluster
+ * still has on record (a node that saw it went down or restarted before it
+ * could see the recovery): "recovered" and "closed" are alerted only if the
+ * recorded state says so.
+ */
+export function reconcile(owner: CircuitOwner, lane: Lane): void {
+  const base = { service: owner.def.id, provider: lane.provider };
+  const send = (topic: string, state: string, from: string, alert: Omit<AlertInput, "service">) =>
+    owner.ctx.alert({
+      type: "transition",
+      topic,
+      state,
+      onlyFrom: from,
+      alert: { ...base, ...alert },
+    });
+  send("health", "up", "down", {
+    kind: "service_recovered",
+    severity: "info",
+    message: "provider answers again",
+  });
+  send("circuit", "closed", "open", {
+    kind: "circuit_closed",
+    severity: "info",
+    message: "circuit closed",
+  });
+}
+
 /** The open period is over: let one probe through. */
 export function halfOpen(owner: CircuitOwner, lane: Lane): void {
   if (!lane.breaker.halfOpen()) return;

@@ -49,6 +49,8 @@ export interface Lane {
   slow: boolean;
   recentCallMs: number[];
   halfOpenTimer?: NodeJS.Timeout;
+  /** Set after the lane's first success, once the cluster's alert state is reconciled. */
+  reconciled: boolean;
   /** Calls currently running (half-open lets one through). */
   calling: number;
   /**
@@ -77,6 +79,7 @@ export function newLane(def: ServiceDef, provider: string, node: string, mailbox
     slow: false,
     recentCallMs: [],
     calling: 0,
+    reconciled: false,
     skipped: new Map(),
   };
 }
@@ -94,7 +97,9 @@ export function laneConsumerConfig(def: ServiceDef, provider: string) {
 
 /** Sets how many calls the lane may have in flight, from its circuit and the service status. */
 export function applyAllowance(lane: Lane, def: ServiceDef): void {
-  const concurrency = def.status === "active" ? def.concurrency : 0;
+  // A retired service takes no new requests but still delivers those it
+  // accepted; a suspended one holds them until it is resumed.
+  const concurrency = def.status === "suspended" ? 0 : def.concurrency;
   lane.mailbox.setLimit(lane.breaker.allowance(concurrency));
 }
 
@@ -163,4 +168,20 @@ export function putBack(lane: Lane, msg: JsMsg, delayMs: number): void {
 export function mayCall(lane: Lane): boolean {
   if (lane.breaker.state === "open") return false;
   return lane.breaker.state === "closed" || lane.calling === 0;
+}
+
+/** The lane is done with one delivery: its slot is free again. */
+export function finish(lane: Lane): void {
+  lane.health.inFlight = Math.max(0, lane.health.inFlight - 1);
+  lane.mailbox.release();
+}
+
+/** Milliseconds from the message's arrival in QUEUE until now. */
+export function sinceAccepted(msg: JsMsg): number {
+  return Math.max(0, Math.round(Date.now() - msg.info.timestampNanos / 1_000_000));
+}
+
+/** Key of a lane's mailbox among the node's mailboxes. */
+export function mailboxKey(def: ServiceDef, provider: string): string {
+  return `service/${def.id}/${provider}`;
 }

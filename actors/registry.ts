@@ -21,7 +21,8 @@ const HEALTH_QUERY_MS = 2_000;
 
 /**
  * Follows the services bucket and keeps one supervised service actor per
- * registered, not retired service, and this node's registry view current.
+ * registered service (a retired one drains its queue) and this node's
+ * registry view current.
  */
 export function spawnRegistry(
   parent: Ref<unknown>,
@@ -84,11 +85,8 @@ function onServicePut(
 ): RegistryState {
   view.set(def);
   const existing = state.services.get(def.id);
-  if (def.status === "retired") {
-    if (existing) stop(existing);
-    state.services.delete(def.id);
-    return state;
-  }
+  // A retired service keeps its actor: the API refuses new requests, and the
+  // ones already accepted are still delivered (or dead-lettered).
   if (existing) dispatch(existing, { type: "update", def });
   else state.services.set(def.id, spawnService(self, ctx, def));
   return state;

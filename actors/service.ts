@@ -15,16 +15,20 @@ import { recordActorRestart } from "../src/metrics.ts";
 import type { NodeContext } from "../src/node-context.ts";
 import { providersOf, type ServiceDef } from "../src/registry.ts";
 import { lane as laneNames, STREAM } from "../src/subjects.ts";
-import { type CircuitOwner, halfOpen, recordOutcome } from "./circuit.ts";
+import { type CircuitOwner, halfOpen, reconcile, recordOutcome } from "./circuit.ts";
 import {
   applyAllowance,
   attemptOf,
+  finish,
   type Lane,
   type LaneHealth,
   laneConsumerConfig,
+  mailboxKey,
   mayCall,
   newLane,
   putBack,
+  refreshHealth,
+  sinceAccepted,
   trackLatency,
 } from "./lane.ts";
 
@@ -106,7 +110,10 @@ function handle(ctx: NodeContext, state: ServiceState, msg: ServiceMsg, self: Re
     case "health":
       dispatch(
         msg.replyTo,
-        [...state.lanes.values()].map((l) => ({ ...l.health })),
+        [...state.lanes.values()].map((l) => {
+          refreshHealth(l);
+          return { ...l.health };
+        }),
       );
       return state;
   }
@@ -188,10 +195,6 @@ function closeLane(ctx: NodeContext, state: ServiceState, lane: Lane) {
   lane.mailbox.stop().catch(() => {});
 }
 
-function mailboxKey(def: ServiceDef, provider: string) {
-  return `service/${def.id}/${provider}`;
-}
-
 function onDelivery(
   ctx: NodeContext,
   state: ServiceState,
@@ -215,6 +218,16 @@ function onDelivery(
     const error = {
       code: ErrorCode.EXPIRED,
       message: "lifetime ended before delivery",
+      retryable: false,
+    };
+    return startDeadLetter(ctx, state, lane, msg, env, error, attempt - 1, self);
+  }
+  if (attempt > def.retry.attempts) {
+    // Redelivered after its last attempt (a dead letter not stored, an ack
+    // lost): the policy allows no more calls, so it goes straight to DEADLETTER.
+    const error = {
+      code: ErrorCode.PROVIDER_FAULT,
+      message: `attempts spent (${def.retry.attempts})`,
       retryable: false,
     };
     return startDeadLetter(ctx, state, lane, msg, env, error, attempt - 1, self);
@@ -248,7 +261,7 @@ function onSettled(
 ) {
   const { def } = state;
   const { msg, env, attempt, outcome } = m;
-  lane.calling--;
+  lane.calling = Math.max(0, lane.calling - 1);
   const base = {
     id: env.id,
     service: def.id,
@@ -259,6 +272,10 @@ function onSettled(
   };
   if (outcome.ok) {
     msg.ack();
+    if (!lane.reconciled) {
+      lane.reconciled = true;
+      reconcile(circuitOwner(ctx, state, self), lane);
+    }
     lane.skipped.delete(msg.seq);
     lane.health.delivered++;
     lane.health.lastSuccessAt = Date.now();
@@ -381,14 +398,4 @@ function onDeadLettered(ctx: NodeContext, state: ServiceState, lane: Lane, m: Of
     },
   });
   finish(lane);
-}
-
-function finish(lane: Lane) {
-  lane.health.inFlight = Math.max(0, lane.health.inFlight - 1);
-  lane.mailbox.release();
-}
-
-/** Milliseconds from the message's arrival in QUEUE until now. */
-function sinceAccepted(msg: JsMsg): number {
-  return Math.max(0, Math.round(Date.now() - msg.info.timestampNanos / 1_000_000));
 }

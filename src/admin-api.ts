@@ -305,6 +305,8 @@ function checkRetention(def: ServiceDef) {
   }
 }
 
+const MAX_CALL_TIMEOUT_MS = 120_000;
+
 function checkNumbers(def: ServiceDef) {
   const positive: [string, number][] = [
     ["callTimeoutMs", def.callTimeoutMs],
@@ -313,11 +315,45 @@ function checkNumbers(def: ServiceDef) {
     ["retry.attempts", def.retry.attempts],
     ["retry.lifetimeMs", def.retry.lifetimeMs],
     ["retry.maxLifetimeMs", def.retry.maxLifetimeMs],
+    ["retry.factor", def.retry.factor],
+    ["latencyBudgetMs", def.latencyBudgetMs],
+    ["circuit.consecutiveFailures", def.circuit.consecutiveFailures],
+    ["circuit.minCalls", def.circuit.minCalls],
+    ["circuit.windowMs", def.circuit.windowMs],
+    ["circuit.openMs", def.circuit.openMs],
   ];
   for (const [name, value] of positive) {
     if (!Number.isFinite(value) || value <= 0) {
       throw new MagistralError(ErrorCode.BAD_REQUEST, `${name} must be a positive number`);
     }
+  }
+  const fractions: [string, number][] = [
+    ["retry.jitter", def.retry.jitter],
+    ["circuit.failureRate", def.circuit.failureRate],
+  ];
+  for (const [name, value] of fractions) {
+    if (!Number.isFinite(value) || value < 0 || value > 1) {
+      throw new MagistralError(ErrorCode.BAD_REQUEST, `${name} must be a number from 0 to 1`);
+    }
+  }
+  const { firstDelayMs, maxDelayMs } = def.retry;
+  if (!Number.isFinite(firstDelayMs) || firstDelayMs < 0) {
+    throw new MagistralError(ErrorCode.BAD_REQUEST, "retry.firstDelayMs must be 0 or more");
+  }
+  if (!Number.isFinite(maxDelayMs) || maxDelayMs < firstDelayMs) {
+    throw new MagistralError(
+      ErrorCode.BAD_REQUEST,
+      "retry.maxDelayMs must be at least firstDelayMs",
+    );
+  }
+  // The ack wait (twice the call timeout plus 5 s) must stay inside the
+  // 10-minute de-duplication window of REPLIES, or a redelivery after a crash
+  // could store a second answer.
+  if (def.callTimeoutMs > MAX_CALL_TIMEOUT_MS) {
+    throw new MagistralError(
+      ErrorCode.BAD_REQUEST,
+      `callTimeoutMs may be at most ${MAX_CALL_TIMEOUT_MS}`,
+    );
   }
   if (!["active", "suspended", "retired"].includes(def.status)) {
     throw new MagistralError(ErrorCode.BAD_REQUEST, "status: active, suspended or retired");

@@ -141,10 +141,15 @@ export class BrokerNode {
     this.admin.start();
     this.healthSubs = [
       serveNodeHealth(bus.nc, () => this.health()),
-      serveAgencyHealth(bus.nc, buckets.brokers, (_agency, service) => {
-        const def = this.view.get(service);
-        return def !== undefined && def.status !== "retired";
-      }),
+      serveAgencyHealth(
+        bus.nc,
+        buckets.brokers,
+        (_agency, service) => {
+          const def = this.view.get(service);
+          return def !== undefined && def.status !== "retired";
+        },
+        (agency) => this.view.agency(agency) !== undefined,
+      ),
     ];
     this.startHeartbeat(buckets.brokers);
     // The API subscriptions are on the server once this resolves, so a request sent

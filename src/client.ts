@@ -186,6 +186,9 @@ export class AgencyClient {
         resolve(env);
       });
     });
+    // The answer may time out while the submit is still waiting: keep that
+    // rejection handled until `answered` is awaited below.
+    answered.catch(() => {});
     try {
       await this.submit(service, payload, { ...opts, id });
     } catch (err) {

@@ -1,7 +1,9 @@
 import type { KV } from "@nats-io/kv";
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { HealthState, LaneHealth } from "../actors/lane.ts";
+import { respond } from "./api.ts";
 import { decodeValue, encodeValue } from "./envelope.ts";
+import { ErrorCode, MagistralError, toMagistralError } from "./errors.ts";
 import { agencyOfApiSubject, BROKER_QUEUE_GROUP } from "./subjects.ts";
 
 /** Every broker node answers here with the health of its own lanes (no queue group). */
@@ -17,8 +19,8 @@ export function serveNodeHealth(
   return nc.subscribe(NODE_HEALTH_SUBJECT, {
     callback: (_err, m) => {
       local().then(
-        (lanes) => m.respond(encodeValue(lanes)),
-        () => m.respond(encodeValue([])),
+        (lanes) => respond(m, lanes),
+        () => respond(m, []),
       );
     },
   });
@@ -104,28 +106,41 @@ export function serveAgencyHealth(
   nc: NatsConnection,
   brokers: KV,
   visible: (agency: string, service: string) => boolean,
+  registered: (agency: string) => boolean,
 ): Subscription {
   return nc.subscribe("mg.api.*.health", {
     queue: BROKER_QUEUE_GROUP,
+    // Nothing may throw here: the callback runs inside the client's reader.
     callback: (_err, m) => {
-      const agency = agencyOfApiSubject(m.subject)!;
-      const body = (m.data.length ? decodeValue(m.data) : {}) as { service?: unknown };
-      gatherHealth(nc, brokers).then(
-        (lanes) => {
-          const wanted = typeof body?.service === "string" ? body.service : undefined;
-          const health = summarize(lanes).filter(
-            (h) => visible(agency, h.service) && (wanted === undefined || h.service === wanted),
-          );
-          m.respond(encodeValue({ ok: true, health }));
-        },
-        () =>
-          m.respond(
-            encodeValue({
-              ok: false,
-              error: { code: "UNAVAILABLE", message: "health not gathered", retryable: true },
-            }),
-          ),
+      agencyHealth(m, nc, brokers, visible, registered).then(
+        (health) => respond(m, { ok: true, health }),
+        (err) => respond(m, { ok: false, error: toMagistralError(err).toWire() }),
       );
     },
   });
+}
+
+async function agencyHealth(
+  m: Msg,
+  nc: NatsConnection,
+  brokers: KV,
+  visible: (agency: string, service: string) => boolean,
+  registered: (agency: string) => boolean,
+): Promise<ServiceHealthSummary[]> {
+  const agency = agencyOfApiSubject(m.subject)!;
+  if (!registered(agency)) {
+    throw new MagistralError(ErrorCode.ACCESS_DENIED, `agency ${agency} is not registered`);
+  }
+  const body = m.data.length ? decodeValue(m.data) : {};
+  const wanted =
+    typeof body === "object" &&
+    body !== null &&
+    "service" in body &&
+    typeof body.service === "string"
+      ? body.service
+      : undefined;
+  const lanes = await gatherHealth(nc, brokers);
+  return summarize(lanes).filter(
+    (h) => visible(agency, h.service) && (wanted === undefined || h.service === wanted),
+  );
 }

@@ -64,6 +64,8 @@ export const KEY = {
   recordEnd: "r!~",
   head: "meta!head",
   archive: "meta!archive",
+  /** Who a message id was accepted from: one point read for the submit path's duplicate check. */
+  accepted: (id: string) => `acc!${id}`,
 };
 
 /** SHA-256 of a record: the previous record's hash, then the event's bytes. */
@@ -183,10 +185,23 @@ export class JournalStore {
       hash = recordHash(prev, e);
       ops.push({ type: "put", key: KEY.record(seq), value: encodeValue({ seq, prev, hash, e }) });
       for (const key of indexKeys(event, seq)) ops.push({ type: "put", key, value: EMPTY });
+      if (event.type === "accepted") {
+        const value = encodeValue({ agency: event.agency, service: event.service });
+        ops.push({ type: "put", key: KEY.accepted(event.id), value });
+      }
     }
     const head: JournalHead = { seq, hash, streamSeq };
     ops.push({ type: "put", key: KEY.head, value: encodeValue(head) });
     return { ops, head };
+  }
+
+  /**
+   * The agency and service a message id was accepted from, if it was: kept
+   * apart from the records, so it outlives their archiving.
+   */
+  async acceptance(id: string): Promise<{ agency?: string; service?: string } | undefined> {
+    const bytes = await this.db.get(KEY.accepted(id)).catch(() => undefined);
+    return bytes ? (decodeValue(bytes) as { agency?: string; service?: string }) : undefined;
   }
 
   /** Every record of one message still in RocksDB, in the order the steps happened. */
