@@ -140,7 +140,11 @@ function handle(ctx: NodeContext, state: ServiceState, msg: ServiceMsg, self: Re
   return state;
 }
 
-/** Opens a lane per provider the service has now, and closes lanes of providers it lost. */
+/**
+ * Opens a lane per provider the service has now, and closes lanes of providers it lost.
+ * LIMITATION: a closed lane's queued requests wait in MG_QUEUE, unanswered,
+ * until that provider is added back.
+ */
 function syncLanes(ctx: NodeContext, state: ServiceState, self: Ref<ServiceMsg>) {
   const { def } = state;
   const wanted = new Set(providersOf(def));

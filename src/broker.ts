@@ -230,6 +230,8 @@ export class BrokerNode {
     return this.closing;
   }
 
+  // LIMITATION: calls in flight are not waited for; their messages are
+  // delivered again by another node after the ack wait.
   private async shutdown(): Promise<void> {
     clearInterval(this.heartbeat);
     clearInterval(this.membership);

@@ -266,6 +266,8 @@ export class AgencyClient {
    * The bus stores one answer per request and provider; a copy can still
    * arrive twice if an ack is lost, so the last answers seen are remembered.
    */
+  // LIMITATION: an answer counts as seen once queued for `responses()`, not
+  // once acked: after 30 s unacked its redelivery is dropped as a copy.
   private alreadySeen(env: Envelope): boolean {
     if (!env.correlationId) return false;
     const key = `${env.correlationId}/${env.provider ?? ""}/${env.kind}`;

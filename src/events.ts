@@ -67,6 +67,9 @@ export interface EventSinkOptions {
 /** What an event costs in a batch besides its payload: a generous bound on its other fields. */
 const EVENT_OVERHEAD_BYTES = 1024;
 
+/** Batches waiting to be stored before new ones are dropped (bounds memory in an outage). */
+const MAX_PENDING_BATCHES = 2_000;
+
 /**
  * Buffers journal events and publishes them to EVENTS in batches, so a
  * message's five steps cost a fraction of one publish instead of five.
@@ -123,6 +126,11 @@ export class EventSink {
     this.buffer = [];
     this.bufferBytes = 0;
     const msgID = `${this.node}-${this.boot}-${++this.batchSeq}`;
+    if (this.inFlight.size >= MAX_PENDING_BATCHES) {
+      // JetStream has been unreachable long enough: memory is bounded, the journal is not.
+      this.log.error({ events: batch.length }, "journal events dropped, too many batches pending");
+      return;
+    }
     const p = this.publish(batch, msgID).finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
   }
@@ -144,9 +152,10 @@ export class EventSink {
   }
 
   // LIMITATION: a batch lives only in this node's memory until EVENTS stores
-  // it. While JetStream is unreachable batches are retried without end, but a
-  // node that dies or is closed meanwhile loses them: the journal then lacks
-  // those steps (the messages themselves are safe in QUEUE and REPLIES).
+  // it. While JetStream is unreachable batches are retried without end, up to
+  // MAX_PENDING_BATCHES; batches past that, and those of a node that dies or
+  // is closed meanwhile, are lost: the journal then lacks those steps (the
+  // messages themselves are safe in QUEUE and REPLIES).
   private async publish(batch: MessageEvent[], msgID: string): Promise<void> {
     const data = encodeValue(batch);
     for (let attempt = 1; ; attempt++) {
