@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import test from "ava";
@@ -10,6 +9,7 @@ import { runtimeFile } from "../src/config.ts";
 import { startEmbeddedNats } from "../src/embedded.ts";
 import type { JournalRecord } from "../src/journal-store.ts";
 import type { Agency, ServiceDef } from "../src/registry.ts";
+import { runScript } from "./helpers/admin-cli.ts";
 import { startBus, waitFor } from "./helpers/bus.ts";
 import { tempDir } from "./helpers/nats.ts";
 
@@ -18,28 +18,9 @@ const BIN = path.resolve("scripts/magistral.mjs");
 const EGRUL_XSD = path.resolve("examples/schemas/fns-egrul-extract/egrul-extract.xsd");
 const EGRUL_NS = "urn://magistral-example/fns/egrul-extract/1.0.0";
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the admin script as an operator would, in a child process. */
-function run(args: string[], env: NodeJS.ProcessEnv = {}, script = ADMIN): Promise<Run> {
-  const argv = script.endsWith(".mjs") ? [script, ...args] : ["--import", "tsx", script, ...args];
-  const child = spawn(process.execPath, argv, {
-    env: { ...process.env, MAGISTRAL_LOG_LEVEL: "warn", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
+/** Runs the admin script (or another script) as an operator would, in a child process. */
+function run(args: string[], env: NodeJS.ProcessEnv = {}, script = ADMIN) {
+  return runScript(script, args, { env });
 }
 
 function egrulRequest(requestId: string, ogrn: string): string {

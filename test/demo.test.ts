@@ -1,35 +1,15 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import test from "ava";
+import { runScript } from "./helpers/admin-cli.ts";
 import { tempDir } from "./helpers/nats.ts";
 
 const DEMO = path.resolve("scripts/demo.ts");
 const DEMO_TIMEOUT_MS = 40_000;
 
 /** Runs the demo as `npm run demo` does, with its data under `dataDir`. */
-function runDemo(
-  dataDir: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", DEMO], {
-    env: { ...process.env, MAGISTRAL_DATA_DIR: dataDir, MAGISTRAL_LOG_LEVEL: "warn" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const timer = setTimeout(() => child.kill("SIGINT"), DEMO_TIMEOUT_MS);
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  return new Promise((resolve) =>
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    }),
-  );
+function runDemo(dataDir: string) {
+  return runScript(DEMO, [], { env: { MAGISTRAL_DATA_DIR: dataDir }, timeoutMs: DEMO_TIMEOUT_MS });
 }
 
 test("the demo runs end to end and loses nothing", async (t) => {

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { createUser } from "@nats-io/nkeys";
@@ -8,28 +7,13 @@ import { readAgencyNkey } from "../src/credentials.ts";
 import { startEmbeddedNats } from "../src/embedded.ts";
 import { connectAs } from "../src/isolation-probes.ts";
 import { rootLogger } from "../src/logger.ts";
+import { runAdminCli } from "./helpers/admin-cli.ts";
 import { startBrokerProcess } from "./helpers/broker-process.ts";
 import { tempDir } from "./helpers/nats.ts";
 
-const ADMIN = path.resolve("scripts/admin.ts");
-
 /** Runs the admin script as an operator would, with the bus's data dir. */
 function admin(args: string[], env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, ["--import", "tsx", ADMIN, ...args], {
-    env: { ...process.env, MAGISTRAL_LOG_LEVEL: "warn", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.on("close", (code) => resolve({ code, stdout, stderr })),
-  );
+  return runAdminCli(args, env);
 }
 
 test("the admin script logs in to an embedded bus with authorization and manages its security", async (t) => {

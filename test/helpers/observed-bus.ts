@@ -1,14 +1,11 @@
-import path from "node:path";
 import type { ExecutionContext } from "ava";
 import type { RunningNatsServer } from "../../cluster/nats-server.ts";
-import { AdminClient } from "../../src/admin-client.ts";
-import { BrokerNode, type BrokerOptions } from "../../src/broker.ts";
-import { AgencyClient } from "../../src/client.ts";
-import { rootLogger } from "../../src/logger.ts";
+import type { AdminClient } from "../../src/admin-client.ts";
+import type { BrokerNode, BrokerOptions } from "../../src/broker.ts";
+import type { AgencyClient } from "../../src/client.ts";
 import type { ServiceDef } from "../../src/registry.ts";
 import { consumerName, STREAM } from "../../src/subjects.ts";
-import { waitFor } from "./bus.ts";
-import { natsServer, tempDir } from "./nats.ts";
+import { startBus, waitFor } from "./bus.ts";
 
 export interface ObservedBus {
   dir: string;
@@ -28,45 +25,19 @@ export type ServiceInput = { id: string; owner: string } & Partial<
 > &
   Record<string, unknown>;
 
-let nodeSeq = 0;
-
 /**
- * A nats-server and one broker node started with `opts` (metrics port,
- * journal archiving), an admin connection, and agency helpers.
+ * The test bus of `startBus`, with `opts` (metrics port, journal archiving),
+ * plus service registration and a wait for the journal and statistics.
  */
 export async function startObservedBus(
   t: ExecutionContext,
   opts: Partial<BrokerOptions> = {},
 ): Promise<ObservedBus> {
-  const dir = tempDir(t);
-  const server = await natsServer(t, dir);
-  const broker = await BrokerNode.start({
-    nodeId: `obs${++nodeSeq}`,
-    nats: { servers: server.url },
-    dataDir: dir,
-    log: rootLogger.child({ test: path.basename(dir) }),
-    ...opts,
-  });
-  t.teardown(() => broker.close());
-  const admin = await AdminClient.connect({ servers: server.url });
-  t.teardown(() => admin.close());
-
-  const connect = async (agency: string) => {
-    const client = await AgencyClient.connect({ agency, nats: { servers: server.url } });
-    t.teardown(() => client.close());
-    return client;
-  };
+  const bus = await startBus(t, opts);
+  const { broker, admin } = bus;
   return {
-    dir,
-    server,
-    broker,
-    admin,
-    connect,
-    async addAgency(id, roles = ["consumer", "provider"]) {
-      await admin.call("agency.put", { id, name: id, roles });
-      await waitFor(() => broker.view.agency(id) !== undefined);
-      return connect(id);
-    },
+    ...bus,
+    connect: bus.agency,
     async addService(service) {
       await admin.call("service.put", { service });
       await waitFor(() => broker.view.get(service.id)?.updatedAt !== undefined);
