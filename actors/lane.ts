@@ -185,3 +185,9 @@ export function sinceAccepted(msg: JsMsg): number {
 export function mailboxKey(def: ServiceDef, provider: string): string {
   return `service/${def.id}/${provider}`;
 }
+
+/** The lane's health as of now (an idle lane's state ages with its window). */
+export function healthNow(lane: Lane): LaneHealth {
+  refreshHealth(lane);
+  return { ...lane.health };
+}

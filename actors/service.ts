@@ -20,6 +20,7 @@ import {
   applyAllowance,
   attemptOf,
   finish,
+  healthNow,
   type Lane,
   type LaneHealth,
   laneConsumerConfig,
@@ -27,7 +28,6 @@ import {
   mayCall,
   newLane,
   putBack,
-  refreshHealth,
   sinceAccepted,
   trackLatency,
 } from "./lane.ts";
@@ -108,13 +108,7 @@ function handle(ctx: NodeContext, state: ServiceState, msg: ServiceMsg, self: Re
       syncLanes(ctx, state, self);
       return state;
     case "health":
-      dispatch(
-        msg.replyTo,
-        [...state.lanes.values()].map((l) => {
-          refreshHealth(l);
-          return { ...l.health };
-        }),
-      );
+      dispatch(msg.replyTo, [...state.lanes.values()].map(healthNow));
       return state;
   }
   if (!lane) return state;
