@@ -34,7 +34,10 @@ export interface LoadReport {
   abandoned: number;
   /** Ticks skipped because `maxInFlight` submits were waiting. */
   skipped: number;
-  /** Submit attempts the bus refused with an error code (UNAVAILABLE while a stream has no leader). */
+  /**
+   * Submit attempts the bus refused with an error code (UNAVAILABLE while a
+   * stream has no leader).
+   */
   refusals: number;
   /** From the first refused attempt to the last; 0 when none was refused. */
   refusedWindowMs: number;
@@ -107,7 +110,8 @@ export class SteadyLoad {
 
   progress(): string {
     const responded = [...this.accepted].filter((id) => this.answers.has(id)).length;
-    return `offered=${this.offered} accepted=${this.accepted.size} responded=${responded} refusals=${this.refusals}`;
+    const counts = `accepted=${this.accepted.size} responded=${responded}`;
+    return `offered=${this.offered} ${counts} refusals=${this.refusals}`;
   }
 
   report(): LoadReport {

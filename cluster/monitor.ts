@@ -148,7 +148,10 @@ export async function settledStreamViews(
   }
 }
 
-/** Streams with fewer copies than `replicas`, or copies that differ, as `name node:last/count...`. */
+/**
+ * Streams with fewer copies than `replicas`, or copies that differ, as
+ * `name node:last/count...`.
+ */
 export function copiesThatDiffer(views: StreamView[], replicas: number): string[] {
   const byStream = new Map<string, StreamView[]>();
   for (const v of views) byStream.set(v.stream, [...(byStream.get(v.stream) ?? []), v]);

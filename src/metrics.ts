@@ -52,7 +52,9 @@ export class NodeMetrics {
     this.registry.setDefaultLabels({ node: sources.nodeId });
     this.messages = new Counter({
       name: "magistral_messages_total",
-      help: "Message events on this node, by service and outcome (accepted, rejected, responded...)",
+      help:
+        "Message events on this node, by service and outcome " +
+        "(accepted, rejected, responded...)",
       labelNames: ["service", "outcome"],
       registers,
     });

@@ -51,7 +51,8 @@ async function laneDepth(bus: BusConnection, durable: string, queueSubject: stri
     oldestAt: undefined as number | undefined,
   };
   if (out.pending + out.inFlight === 0) return out;
-  // QUEUE is a work queue: acknowledged requests are gone, so the lane's first message is the oldest.
+  // QUEUE is a work queue: acknowledged requests are gone, so the lane's
+  // first message is the oldest.
   const first = { seq: 0, next_by_subj: queueSubject } as unknown as MsgRequest;
   const msg = await bus.jsm.streams.getMessage(STREAM.queue, first).catch(() => null);
   if (msg) out.oldestAt = msg.time.getTime();

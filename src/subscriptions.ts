@@ -68,7 +68,10 @@ export interface HealthAlert {
   message: string;
 }
 
-/** Alert kinds that tell the health of a service; others (dead letters, nodes) are not forwarded. */
+/**
+ * Alert kinds that tell the health of a service; others (dead letters,
+ * nodes) are not forwarded.
+ */
 const HEALTH_ALERTS: ReadonlySet<string> = new Set([
   "circuit_opened",
   "circuit_closed",

@@ -54,7 +54,8 @@ function xsdFilesUnder(dir: string, root: string, found: string[] = []): string[
     if (found.length > MAX_XSD_FILES) {
       throw new MagistralError(
         ErrorCode.BAD_REQUEST,
-        `more than ${MAX_XSD_FILES} .xsd files under ${root}; keep a service's schema in its own folder`,
+        `more than ${MAX_XSD_FILES} .xsd files under ${root}; ` +
+          "keep a service's schema in its own folder",
       );
     }
   }

@@ -264,8 +264,10 @@ function retryLabel(r: ServiceDef["retry"]): string {
 }
 
 function circuitLabel(c: ServiceDef["circuit"]): string {
-  const rate = `${Math.round(c.failureRate * 100)}% of ${c.minCalls}+ calls in ${formatMs(c.windowMs)}`;
-  return `opens after ${c.consecutiveFailures} failures in a row or ${rate}, for ${formatMs(c.openMs)}`;
+  const percent = Math.round(c.failureRate * 100);
+  const rate = `${percent}% of ${c.minCalls}+ calls in ${formatMs(c.windowMs)}`;
+  const inARow = `${c.consecutiveFailures} failures in a row`;
+  return `opens after ${inARow} or ${rate}, for ${formatMs(c.openMs)}`;
 }
 
 function joinPresent(parts: (string | number | undefined | 0 | "")[]): string | undefined {

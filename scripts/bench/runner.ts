@@ -24,7 +24,10 @@ export interface PhasePlan {
   /** Offered loads for the latency phases, requests per second. */
   ratesPerSec: number[];
   rateMs: number;
-  /** Past this many calls waiting, an open-loop phase sheds load instead of queueing without end. */
+  /**
+   * Past this many calls waiting, an open-loop phase sheds load instead of
+   * queueing without end.
+   */
   maxInFlight: number;
 }
 
@@ -32,7 +35,10 @@ export interface Processes {
   natsPid: number;
   /** A broker in a child process, so its CPU is measured apart from the bench's. */
   brokerPid?: number;
-  /** nats-server's monitoring URL and the name of the broker's connection, to count its messages. */
+  /**
+   * nats-server's monitoring URL and the name of the broker's connection,
+   * to count its messages.
+   */
   monitor?: { url: string; connection: string };
   /** The broker's event loop delay since a performance.now() mark. */
   loopDelay?: (since: number) => LoopDelay;
@@ -69,8 +75,9 @@ export async function benchCalls(
   };
   const traffic1 = await traffic();
   if (traffic0 && traffic1) saturation.brokerTraffic = trafficPer(traffic0, traffic1, sat.ops);
-  const perCall = saturation.brokerTraffic
-    ? `, broker publishes ${saturation.brokerTraffic.inMsgs} and receives ${saturation.brokerTraffic.outMsgs} NATS msgs per call`
+  const bt = saturation.brokerTraffic;
+  const perCall = bt
+    ? `, broker publishes ${bt.inMsgs} and receives ${bt.outMsgs} NATS msgs per call`
     : "";
   log(`    saturation: ${Math.round(sat.opsPerSec)}/s, p99 ${sat.latency.p99Ms} ms${perCall}`);
 
@@ -89,7 +96,8 @@ export async function benchCalls(
       `    @${ratePerSec}/s: achieved ${Math.round(r.achievedPerSec)}/s, ` +
         `p50 ${r.latency.p50Ms} p99 ${r.latency.p99Ms} ms, shed ${r.shed}` +
         (loop
-          ? `; broker loop delay max ${loop.maxMs} ms, ${loop.secondsOver25Ms}/${loop.seconds} s over 25 ms`
+          ? `; broker loop delay max ${loop.maxMs} ms, ` +
+            `${loop.secondsOver25Ms}/${loop.seconds} s over 25 ms`
           : ""),
     );
   }

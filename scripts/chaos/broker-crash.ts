@@ -32,7 +32,7 @@ export async function run(opts: ChaosOptions): Promise<ChaosResult> {
       await load.start(opts.rate);
       await sleep(half);
       opts.log("broker node killed (SIGKILL)");
-      broker.kill("SIGKILL");
+      await broker.kill("SIGKILL");
       await sleep(1_000);
       broker = await brokerProcess(nats.url, "chaos1", dataDir);
       opts.log("broker node restarted");
@@ -42,7 +42,7 @@ export async function run(opts: ChaosOptions): Promise<ChaosResult> {
     return await load.drain(60_000, opts.log);
   } finally {
     await Promise.all([provider.close(), consumer.close(), admin.close()]);
-    broker.kill("SIGTERM");
+    await broker.kill("SIGTERM");
     await nats.stop();
     cleanup();
   }

@@ -1,8 +1,8 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { startBrokerProcess } from "../../cluster/broker-process.ts";
 import { type RunningNatsServer, startNatsServer } from "../../cluster/nats-server.ts";
 import { AdminClient } from "../../src/admin-client.ts";
 import { AgencyClient } from "../../src/client.ts";
@@ -23,7 +23,7 @@ export interface ChaosOptions {
   log: (line: string) => void;
 }
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const _repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 /** A temporary directory for one run, removed by `cleanup`. */
 export function runDir(): { dir: string; cleanup: () => void } {
@@ -36,35 +36,8 @@ export function startNats(dir: string, port = 0): Promise<RunningNatsServer> {
 }
 
 /** A broker node as a child process (what `npm start` runs), resolved once it is running. */
-export async function brokerProcess(servers: string, nodeId: string, dataDir: string) {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(repo, "scripts/start.ts")], {
-    cwd: repo,
-    env: {
-      ...process.env,
-      MAGISTRAL_NATS: servers,
-      MAGISTRAL_NODE_ID: nodeId,
-      MAGISTRAL_DATA_DIR: dataDir,
-      MAGISTRAL_LOG_LEVEL: "info",
-    },
-    stdio: ["ignore", "pipe", "ignore"],
-  });
-  await waitForLine(child, "magistral is running");
-  return child;
-}
-
-function waitForLine(child: ChildProcess, text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let out = "";
-    const onData = (chunk: Buffer) => {
-      out = (out + chunk.toString()).slice(-10_000);
-      if (!out.includes(text)) return;
-      child.stdout?.off("data", onData);
-      child.stdout?.resume();
-      resolve();
-    };
-    child.stdout?.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`broker exited with ${code}`)));
-  });
+export function brokerProcess(servers: string, nodeId: string, dataDir: string) {
+  return startBrokerProcess({ servers, nodeId, dataDir });
 }
 
 /** Registers a provider agency, a consumer agency and one service with fast retries. */

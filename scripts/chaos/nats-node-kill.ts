@@ -30,7 +30,8 @@ async function killLeader({ launcher, admin, log }: ClusterRun): Promise<void> {
     STREAM.events,
   ]);
   log(
-    `  new meta leader after ${failover.metaMs} ms, streams led again after ${failover.streamsMs} ms`,
+    `  new meta leader after ${failover.metaMs} ms, ` +
+      `streams led again after ${failover.streamsMs} ms`,
   );
   await sleep(DOWN_MS);
   const started = Date.now();
