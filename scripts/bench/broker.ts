@@ -80,17 +80,17 @@ export interface BrokerChildOptions {
 
 export async function startBrokerChild(opts: BrokerChildOptions): Promise<BrokerChild> {
   const profile = opts.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
-  const loopDelayModule = path.join(repo, "scripts/bench/loop-delay.ts");
+  // Compiled JavaScript, as an operator runs it: tsx's loader costs the
+  // process ~150 MiB and a share of its CPU.
+  const loopDelayModule = path.join(repo, "dist/scripts/bench/loop-delay.js");
   const started = performance.now();
   const child = spawn(
     process.execPath,
     [
       ...profile,
       "--import",
-      "tsx",
-      "--import",
       loopDelayModule,
-      path.join(repo, "scripts/start.ts"),
+      path.join(repo, "dist/scripts/start.js"),
     ],
     {
       cwd: repo,
