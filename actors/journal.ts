@@ -1,10 +1,10 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import { dispatch, type Ref, spawn } from "nact";
 import { toMagistralError, type WireError } from "../src/errors.ts";
-import { decodeEventBatch, startEventsMailbox } from "../src/event-batches.ts";
-import { archiveJournal } from "../src/journal-archive.ts";
-import { type JournalPage, type JournalQuery, searchJournal } from "../src/journal-search.ts";
-import type { JournalRecord, JournalStore } from "../src/journal-store.ts";
+import { startEventsMailbox } from "../src/event-batches.ts";
+import type { JournalPage, JournalQuery } from "../src/journal-search.ts";
+import type { JournalRecord } from "../src/journal-store.ts";
+import type { JournalThread } from "../src/journal-thread.ts";
 import type { Logger } from "../src/logger.ts";
 import type { Mailbox } from "../src/mailbox.ts";
 import { recordActorRestart } from "../src/metrics.ts";
@@ -16,7 +16,8 @@ export type JournalAnswer<T> = { ok: true; result: T } | { ok: false; error: Wir
 
 export type JournalMsg =
   | { type: "batch"; msg: JsMsg }
-  | { type: "stored"; msg: JsMsg }
+  /** Written; `count` is -1 for a batch that could not be read. */
+  | { type: "stored"; msg: JsMsg; count: number }
   | { type: "storeFailed"; msg: JsMsg; err: unknown }
   | { type: "trace"; id: string; replyTo: Ref<JournalRecord[]> }
   | { type: "search"; query: JournalQuery; replyTo: Ref<JournalAnswer<JournalPage>> }
@@ -52,7 +53,7 @@ const DEFAULT_ARCHIVE_EVERY_MS = 3_600_000;
 export function spawnJournal(
   parent: Ref<unknown>,
   ctx: NodeContext,
-  store: JournalStore,
+  store: JournalThread,
   opts: JournalOptions,
 ) {
   const log = ctx.log.child({ component: "journal" });
@@ -66,7 +67,11 @@ export function spawnJournal(
           onBatch(env, msg.msg);
           return state;
         case "stored":
-          msg.msg.ack();
+          if (msg.count < 0) {
+            // Only brokers publish EVENTS: an unreadable batch is kept for an operator.
+            log.error({ seq: msg.msg.seq }, "unreadable event batch, terminated");
+            msg.msg.term();
+          } else msg.msg.ack();
           mailbox?.release();
           return state;
         case "storeFailed":
@@ -81,7 +86,7 @@ export function spawnJournal(
           );
           return state;
         case "search":
-          answer(searchJournal(store, msg.query), msg.replyTo);
+          answer(store.search(msg.query), msg.replyTo);
           return state;
         default:
           return onArchiveMsg(env, state, msg);
@@ -111,20 +116,15 @@ export function spawnJournal(
 }
 
 interface JournalEnv {
-  store: JournalStore;
+  store: JournalThread;
   log: Logger;
   self: Ref<JournalMsg>;
   opts: JournalOptions;
 }
 
-function onBatch({ store, log, self }: JournalEnv, msg: JsMsg): void {
-  const events = decodeEventBatch(msg, log);
-  if (!events) {
-    dispatch(self, { type: "stored", msg });
-    return;
-  }
-  store.append(events, msg.seq).then(
-    () => dispatch(self, { type: "stored", msg }),
+function onBatch({ store, self }: JournalEnv, msg: JsMsg): void {
+  store.append(msg.data, msg.seq).then(
+    (count) => dispatch(self, { type: "stored", msg, count }),
     (err) => dispatch(self, { type: "storeFailed", msg, err }),
   );
 }
@@ -160,7 +160,7 @@ function startArchive(
     if (replyTo) dispatch(replyTo, { ok: true, result: 0 });
     return state;
   }
-  archiveJournal(store, opts.archiveDir, { olderThanMs: opts.archiveAfterMs }).then(
+  store.archive(opts.archiveDir, opts.archiveAfterMs).then(
     (count) => dispatch(self, { type: "archived", count, replyTo }),
     (err) => dispatch(self, { type: "archiveFailed", err, replyTo }),
   );

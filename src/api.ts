@@ -11,7 +11,7 @@ import {
 import { ErrorCode, MagistralError, toMagistralError } from "./errors.ts";
 import { isMessageId, newMessageId } from "./ids.ts";
 import { retainedContent } from "./journal-retention.ts";
-import type { JournalStore } from "./journal-store.ts";
+import type { JournalThread } from "./journal-thread.ts";
 import { type MessageStatus, statusOf } from "./message-status.ts";
 import type { NodeContext } from "./node-context.ts";
 import { PolicyGate } from "./policy.ts";
@@ -53,7 +53,7 @@ export class AgencyApi {
   constructor(
     private readonly ctx: NodeContext,
     private readonly view: RegistryView,
-    private readonly journal: JournalStore,
+    private readonly journal: Pick<JournalThread, "acceptance" | "trace">,
   ) {
     this.policy = new PolicyGate(ctx);
   }

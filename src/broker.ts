@@ -16,7 +16,7 @@ import { EventSink } from "./events.ts";
 import { assertToken } from "./ids.ts";
 import { archiveDirOf } from "./journal-archive.ts";
 import type { JournalPage, JournalQuery } from "./journal-search.ts";
-import { JournalStore } from "./journal-store.ts";
+import { JournalThread } from "./journal-thread.ts";
 import type { KvFollower } from "./kv-follower.ts";
 import { componentLogger, type Logger } from "./logger.ts";
 import { listMembers } from "./membership.ts";
@@ -60,7 +60,7 @@ export class BrokerNode {
   private followers: KvFollower[] = [];
   private api: AgencyApi | undefined;
   private admin: AdminApi | undefined;
-  private store: JournalStore | undefined;
+  private store: JournalThread | undefined;
   private observers: NodeObservers | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private leave: (() => Promise<void>) | undefined;
@@ -93,7 +93,10 @@ export class BrokerNode {
     await ensureInfrastructure(bus, this.opts.replicas ?? 1);
     const buckets = await openBuckets(bus);
     const registryStore = new RegistryStore(buckets.agencies, buckets.services, buckets.schemas);
-    this.store = await JournalStore.open(path.join(this.opts.dataDir, "journal", this.nodeId));
+    this.store = await JournalThread.open(
+      path.join(this.opts.dataDir, "journal", this.nodeId),
+      log.child({ component: "journal" }),
+    );
     const events = new EventSink(bus.js, this.nodeId, log.child({ component: "events" }));
     let alerts: Ref<AlertsMsg> | undefined;
     const alert = (msg: AlertsMsg) => {

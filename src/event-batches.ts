@@ -1,6 +1,5 @@
 import { AckPolicy, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
-import { decodeValue } from "./envelope.ts";
-import type { MessageEvent } from "./events.ts";
+import { decodeEventBatchBytes, type MessageEvent } from "./events.ts";
 import type { Logger } from "./logger.ts";
 import { Mailbox } from "./mailbox.ts";
 import type { NodeContext } from "./node-context.ts";
@@ -52,14 +51,4 @@ export function decodeEventBatch(msg: JsMsg, log: Logger): MessageEvent[] | unde
   log.error({ seq: msg.seq }, "unreadable event batch, terminated");
   msg.term();
   return undefined;
-}
-
-/** The events of one EVENTS message body, or undefined when it is not a batch. */
-export function decodeEventBatchBytes(data: Uint8Array): MessageEvent[] | undefined {
-  try {
-    const events = decodeValue(data);
-    return Array.isArray(events) ? (events as MessageEvent[]) : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -1,5 +1,5 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { encodeValue } from "./envelope.ts";
+import { decodeValue, encodeValue } from "./envelope.ts";
 import type { ErrorCode } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import { subject } from "./subjects.ts";
@@ -171,5 +171,15 @@ export class EventSink {
         await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * attempt)));
       }
     }
+  }
+}
+
+/** The events of one EVENTS message body, or undefined when it is not a batch. */
+export function decodeEventBatchBytes(data: Uint8Array): MessageEvent[] | undefined {
+  try {
+    const events = decodeValue(data);
+    return Array.isArray(events) ? (events as MessageEvent[]) : undefined;
+  } catch {
+    return undefined;
   }
 }

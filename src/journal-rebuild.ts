@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from "node:fs";
 import { DeliverPolicy } from "@nats-io/jetstream";
 import { ErrorCode, MagistralError } from "./errors.ts";
-import { decodeEventBatchBytes } from "./event-batches.ts";
+import { decodeEventBatchBytes } from "./events.ts";
 import { JournalStore } from "./journal-store.ts";
 import type { Logger } from "./logger.ts";
 import type { BusConnection } from "./nats.ts";

@@ -204,6 +204,14 @@ export class JournalStore {
     return bytes ? (decodeValue(bytes) as { agency?: string; service?: string }) : undefined;
   }
 
+  /** `acceptance` of many ids in one read, in the order asked. */
+  async acceptances(ids: string[]): Promise<({ agency?: string; service?: string } | undefined)[]> {
+    const values = await this.db.getMany(ids.map(KEY.accepted));
+    return values.map((bytes) =>
+      bytes ? (decodeValue(bytes) as { agency?: string; service?: string }) : undefined,
+    );
+  }
+
   /** Every record of one message still in RocksDB, in the order the steps happened. */
   async trace(messageId: string): Promise<JournalRecord[]> {
     const prefix = `${INDEX.message}${messageId}!`;

@@ -86,12 +86,7 @@ export async function startBrokerChild(opts: BrokerChildOptions): Promise<Broker
   const started = performance.now();
   const child = spawn(
     process.execPath,
-    [
-      ...profile,
-      "--import",
-      loopDelayModule,
-      path.join(repo, "dist/scripts/start.js"),
-    ],
+    [...profile, "--import", loopDelayModule, path.join(repo, "dist/scripts/start.js")],
     {
       cwd: repo,
       env: {
