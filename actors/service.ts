@@ -10,7 +10,7 @@ import {
 import { decodeEnvelope, type Envelope } from "../src/envelope.ts";
 import { ErrorCode, type WireError } from "../src/errors.ts";
 import type { Logger } from "../src/logger.ts";
-import { Mailbox } from "../src/mailbox.ts";
+import { idlePullHeartbeatMs, Mailbox } from "../src/mailbox.ts";
 import { recordActorRestart } from "../src/metrics.ts";
 import type { NodeContext } from "../src/node-context.ts";
 import { providersOf, type ServiceDef } from "../src/registry.ts";
@@ -180,6 +180,7 @@ function openLane(
     config: () => laneConsumerConfig(state.def, provider),
     onMessage: (msg) => dispatch(self, { type: "delivery", provider, msg }),
     log: state.log.child({ provider }),
+    pullHeartbeatMs: () => idlePullHeartbeatMs(ctx.mailboxes.size),
   });
   ctx.mailboxes.set(key, mailbox);
   mailbox.start();
