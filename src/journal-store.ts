@@ -4,6 +4,7 @@ import rocks, { type BatchOp, type RocksLevel } from "@nxtedition/rocksdb";
 import { decodeValue, encodeValue } from "./envelope.ts";
 import { ErrorCode, MagistralError } from "./errors.ts";
 import type { MessageEvent } from "./events.ts";
+import { ROCKS_OPTIONS } from "./rocks-options.ts";
 
 /** A journal record: one event, chained to the record before it. */
 export interface JournalRecord {
@@ -131,7 +132,11 @@ export class JournalStore {
 
   static async open(dir: string): Promise<JournalStore> {
     mkdirSync(dir, { recursive: true });
-    const db = new rocks.RocksLevel(dir, { keyEncoding: "utf8", valueEncoding: "view" });
+    const db = new rocks.RocksLevel(dir, {
+      ...ROCKS_OPTIONS,
+      keyEncoding: "utf8",
+      valueEncoding: "view",
+    });
     await db.open();
     const store = new JournalStore(db);
     const [head, archived] = await db.getMany([KEY.head, KEY.archive]);

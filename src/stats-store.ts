@@ -3,6 +3,7 @@ import rocks, { type BatchOp, type RocksLevel } from "@nxtedition/rocksdb";
 import type { Histogram } from "hdr-histogram-js";
 import { decodeValue, encodeValue } from "./envelope.ts";
 import { ErrorCode, MagistralError } from "./errors.ts";
+import { ROCKS_OPTIONS } from "./rocks-options.ts";
 import {
   type Cell,
   type CellKey,
@@ -86,7 +87,11 @@ export class StatsStore {
 
   static async open(dir: string): Promise<StatsStore> {
     mkdirSync(dir, { recursive: true });
-    const db = new rocks.RocksLevel(dir, { keyEncoding: "utf8", valueEncoding: "view" });
+    const db = new rocks.RocksLevel(dir, {
+      ...ROCKS_OPTIONS,
+      keyEncoding: "utf8",
+      valueEncoding: "view",
+    });
     await db.open();
     const store = new StatsStore(db);
     const [seq] = await db.getMany([META_SEQ]);
