@@ -1,4 +1,5 @@
 import type {
+  Consumer,
   ConsumerConfig,
   ConsumerInfo,
   JetStreamClient,
@@ -76,6 +77,13 @@ export class Mailbox {
   private wake: (() => void) | undefined;
   private current: { stop(): void } | undefined;
   private loop: Promise<void> | undefined;
+  /**
+   * The consumer as looked up once (a consumer-info request), reused for
+   * every pull until a pull fails: looking it up before each pull cost one
+   * JetStream API call per message when each pull brings one message, as
+   * with many services each getting a share of the load.
+   */
+  private consumer: Consumer | undefined;
 
   constructor(
     private readonly js: JetStreamClient,
@@ -180,7 +188,8 @@ export class Mailbox {
       if (this.stopped) return;
       this.reserved = this.room;
       try {
-        const consumer = await this.js.consumers.get(this.opts.stream, this.opts.durable);
+        this.consumer ??= await this.js.consumers.get(this.opts.stream, this.opts.durable);
+        const consumer = this.consumer;
         const heartbeat = this.heartbeatMs();
         const batch = await consumer.fetch({
           max_messages: this.reserved,
@@ -200,6 +209,7 @@ export class Mailbox {
       } catch (err) {
         failures++;
         this.reserved = 0;
+        this.consumer = undefined;
         await this.recover(err, failures);
       } finally {
         this.current = undefined;
