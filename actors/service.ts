@@ -14,7 +14,7 @@ import { idlePullHeartbeatMs, Mailbox } from "../src/mailbox.ts";
 import { recordActorRestart } from "../src/metrics.ts";
 import type { NodeContext } from "../src/node-context.ts";
 import { providersOf, type ServiceDef } from "../src/registry.ts";
-import { lane as laneNames, STREAM } from "../src/subjects.ts";
+import { lane as laneNames } from "../src/subjects.ts";
 import { type CircuitOwner, halfOpen, reconcile, recordOutcome } from "./circuit.ts";
 import {
   applyAllowance,
@@ -174,9 +174,10 @@ function openLane(
     .get(key)
     ?.stop()
     .catch(() => {});
+  const names = laneNames(state.def.id, provider, state.def.broadcast);
   const mailbox = new Mailbox(ctx.bus.js, ctx.bus.jsm, {
-    stream: STREAM.queue,
-    durable: laneNames(state.def.id, provider, state.def.broadcast).durable,
+    stream: names.stream,
+    durable: names.durable,
     config: () => laneConsumerConfig(state.def, provider),
     onMessage: (msg) => dispatch(self, { type: "delivery", provider, msg }),
     log: state.log.child({ provider }),

@@ -7,7 +7,7 @@ import {
   PermissionViolationError,
   type Status,
 } from "@nats-io/transport-node";
-import { BUCKET, consumerName, STREAM, subject } from "./subjects.ts";
+import { BUCKET, consumerName, queueStream, STREAM, subject } from "./subjects.ts";
 
 /** One agency a probe connects as: its id and its nkey seed. */
 export interface ProbeAgency {
@@ -63,7 +63,7 @@ export function forbiddenActions(target: Omit<ProbeTarget, "servers" | "self"> &
     pub("call a provider directly", subject.call(svc)),
     pub("inject into another agency's inbox", `${subject.inboxPrefix(victim)}.forged`),
     pub("create a stream", "$JS.API.STREAM.CREATE.MG_EVIL"),
-    pub("delete the queue stream", `$JS.API.STREAM.DELETE.${STREAM.queue}`),
+    pub("delete the queue stream", `$JS.API.STREAM.DELETE.${queueStream(svc)}`),
     pub("purge the replies stream", `$JS.API.STREAM.PURGE.${STREAM.replies}`),
     pub("read another agency's replies", `$JS.API.CONSUMER.MSG.NEXT.${replies(victim)}`),
     pub("inspect another agency's consumer", `$JS.API.CONSUMER.INFO.${replies(victim)}`),
@@ -74,7 +74,10 @@ export function forbiddenActions(target: Omit<ProbeTarget, "servers" | "self"> &
       "read another agency's notifications",
       `$JS.API.CONSUMER.MSG.NEXT.${STREAM.notify}.${consumerName.notify(victim)}`,
     ),
-    pub("ack a queued request", `$JS.ACK.${STREAM.queue}.${consumerName.service(svc)}.1.1.1.1.0`),
+    pub(
+      "ack a queued request",
+      `$JS.ACK.${queueStream(svc)}.${consumerName.service(svc)}.1.1.1.1.0`,
+    ),
     pub("read a KV bucket", `$JS.API.DIRECT.GET.KV_${BUCKET.agencies}`),
     pub("read a KV entry", `$JS.API.STREAM.MSG.GET.KV_${BUCKET.services}`),
     pub("write a KV bucket", `$KV.${BUCKET.services}.${svc}`),

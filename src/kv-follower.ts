@@ -1,5 +1,6 @@
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { ClosedConnectionError } from "@nats-io/transport-node";
 import type { Logger } from "./logger.ts";
 
 export interface FollowerHandlers {
@@ -61,6 +62,8 @@ export class KvFollower {
         await this.watchOnce(synced);
         failures = 0;
       } catch (err) {
+        // The connection closed under a watch being restarted: this is a shutdown.
+        if (this.stopped || err instanceof ClosedConnectionError) return;
         failures++;
         this.log.warn({ err, failures }, "kv watch failed, restarting");
         synced();

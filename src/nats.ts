@@ -11,7 +11,7 @@ import {
 } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type ConnectionOptions, connect, type NatsConnection } from "@nats-io/transport-node";
-import { BUCKET, STREAM } from "./subjects.ts";
+import { BUCKET, queueStreams, STREAM } from "./subjects.ts";
 
 export { AckPolicy };
 
@@ -45,14 +45,14 @@ type StreamSpec = Partial<StreamConfig> & { name: string };
 export function streamConfigs(replicas: number): StreamSpec[] {
   const base = { storage: StorageType.File, num_replicas: replicas, discard: DiscardPolicy.Old };
   return [
-    {
+    ...queueStreams().map((name, shard) => ({
       ...base,
-      name: STREAM.queue,
-      subjects: ["mg.queue.>"],
+      name,
+      subjects: [`mg.queue.${shard}.>`],
       retention: RetentionPolicy.Workqueue,
       // Longer than any ack wait, so a publish retried after a lost ack is still caught.
       duplicate_window: nanos(10 * 60_000),
-    },
+    })),
     {
       ...base,
       name: STREAM.replies,

@@ -1,7 +1,7 @@
 import type { MsgRequest } from "@nats-io/jetstream";
 import type { BusConnection } from "./nats.ts";
 import { providersOf, type ServiceDef } from "./registry.ts";
-import { lane, STREAM } from "./subjects.ts";
+import { lane } from "./subjects.ts";
 
 /** What waits in QUEUE for one service, summed over its provider lanes. */
 export interface QueueDepth {
@@ -30,7 +30,7 @@ export async function queueDepths(bus: BusConnection, defs: ServiceDef[]): Promi
 async function serviceDepth(bus: BusConnection, def: ServiceDef, now: number) {
   const depth: QueueDepth = { service: def.id, pending: 0, inFlight: 0, redelivered: 0 };
   const lanes = providersOf(def).map((p) => lane(def.id, p, def.broadcast));
-  const infos = await Promise.all(lanes.map((l) => laneDepth(bus, l.durable, l.queue)));
+  const infos = await Promise.all(lanes.map((l) => laneDepth(bus, l.stream, l.durable, l.queue)));
   for (const info of infos) {
     depth.pending += info.pending;
     depth.inFlight += info.inFlight;
@@ -42,8 +42,13 @@ async function serviceDepth(bus: BusConnection, def: ServiceDef, now: number) {
   return depth;
 }
 
-async function laneDepth(bus: BusConnection, durable: string, queueSubject: string) {
-  const info = await bus.jsm.consumers.info(STREAM.queue, durable).catch(() => undefined);
+async function laneDepth(
+  bus: BusConnection,
+  stream: string,
+  durable: string,
+  queueSubject: string,
+) {
+  const info = await bus.jsm.consumers.info(stream, durable).catch(() => undefined);
   const out = {
     pending: info?.num_pending ?? 0,
     inFlight: info?.num_ack_pending ?? 0,
@@ -54,7 +59,7 @@ async function laneDepth(bus: BusConnection, durable: string, queueSubject: stri
   // QUEUE is a work queue: acknowledged requests are gone, so the lane's
   // first message is the oldest.
   const first = { seq: 0, next_by_subj: queueSubject } as unknown as MsgRequest;
-  const msg = await bus.jsm.streams.getMessage(STREAM.queue, first).catch(() => null);
+  const msg = await bus.jsm.streams.getMessage(stream, first).catch(() => null);
   if (msg) out.oldestAt = msg.time.getTime();
   return out;
 }

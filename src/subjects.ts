@@ -2,8 +2,36 @@
  * Subjects, streams, consumers and buckets of the bus. Every name the bus
  * uses on NATS is built here and nowhere else.
  */
+/**
+ * Accepted requests wait in QUEUE_SHARDS work-queue streams, MG_QUEUE_0 to
+ * MG_QUEUE_7, each service always in the same one. nats-server 2.9 checks
+ * every consumer of a work-queue stream for interest when a message is
+ * acknowledged: with 10,000 services' consumers on one stream, it spent
+ * ~1.5 ms of CPU per message (a tenth of the rate with 10 consumers),
+ * measured; with 1,250 a stream, ~0.1 ms. The count is part of the wire
+ * protocol: every node must use the same, and changing it strands waiting
+ * requests in the streams of the old count.
+ */
+export const QUEUE_SHARDS = 8;
+
+/** The queue shard of a service: FNV-1a of its id, modulo QUEUE_SHARDS. */
+export function queueShard(service: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < service.length; i++) {
+    hash ^= service.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % QUEUE_SHARDS;
+}
+
+/** The work-queue stream that holds a service's accepted requests. */
+export const queueStream = (service: string) => `MG_QUEUE_${queueShard(service)}`;
+
+/** Every queue stream, for what looks at all of them (stream creation, totals). */
+export const queueStreams = () =>
+  Array.from({ length: QUEUE_SHARDS }, (_, shard) => `MG_QUEUE_${shard}`);
+
 export const STREAM = {
-  queue: "MG_QUEUE",
   replies: "MG_REPLIES",
   events: "MG_EVENTS",
   notify: "MG_NOTIFY",
@@ -30,7 +58,7 @@ export const BROKER_QUEUE_GROUP = "mg_brokers";
 export const subject = {
   api: (agency: string, op: string) => `mg.api.${agency}.${op}`,
   apiWildcard: (op: string) => `mg.api.*.${op}`,
-  queue: (service: string) => `mg.queue.${service}`,
+  queue: (service: string) => `mg.queue.${queueShard(service)}.${service}`,
   call: (service: string) => `mg.call.${service}`,
   reply: (agency: string) => `mg.reply.${agency}`,
   events: (category: string, node: string) => `mg.event.${category}.${node}`,
@@ -58,13 +86,20 @@ export const consumerName = {
  * a plain service has one lane (its owner); a broadcast service one per provider.
  */
 export function lane(service: string, provider: string, broadcast: boolean) {
+  const stream = queueStream(service);
   return broadcast
     ? {
-        queue: `mg.queue.${service}.${provider}`,
+        stream,
+        queue: `${subject.queue(service)}.${provider}`,
         call: `mg.call.${service}.${provider}`,
         durable: `svc_${service}__${provider}`,
       }
-    : { queue: `mg.queue.${service}`, call: `mg.call.${service}`, durable: `svc_${service}` };
+    : {
+        stream,
+        queue: subject.queue(service),
+        call: `mg.call.${service}`,
+        durable: `svc_${service}`,
+      };
 }
 
 /** Queue group in which all adapters of one provider answer calls for a service. */

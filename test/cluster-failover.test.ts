@@ -13,7 +13,7 @@ import {
 } from "../cluster/load.ts";
 import { agreedMetaLeader, settledStreamViews } from "../cluster/monitor.ts";
 import type { AgencyClient } from "../src/client.ts";
-import { STREAM } from "../src/subjects.ts";
+import { queueStream, queueStreams, STREAM } from "../src/subjects.ts";
 import { cleanupList, startCluster, type TestCluster } from "./helpers/cluster.ts";
 
 const test = anyTest as TestFn<{ cluster: TestCluster; fns: AgencyClient; mfc: AgencyClient }>;
@@ -83,7 +83,9 @@ async function diagnose(
   t.log(
     `unanswered ${missing.length}; stored in REPLIES: ${missing.filter((id) => stored.has(id)).length}`,
   );
-  const svc = await jsm.consumers.info(STREAM.queue, `svc_${service}`).catch((e) => String(e));
+  const svc = await jsm.consumers
+    .info(queueStream(service), `svc_${service}`)
+    .catch((e) => String(e));
   const reply = await jsm.consumers.info(STREAM.replies, "reply_mfc").catch((e) => String(e));
   t.log(JSON.stringify({ svc, reply }, null, 1).slice(0, 3000));
   t.log(`dir ${t.context.cluster.topology.dataDir}`);
@@ -125,7 +127,8 @@ test.serial(
 
     const metaLeader = await agreedMetaLeader(cluster.topology.nats);
     t.truthy(metaLeader);
-    t.true(await moveStreamLeader(cluster.admin.nc, jsm, STREAM.queue, metaLeader!));
+    const queue = queueStream("nats-kill");
+    t.true(await moveStreamLeader(cluster.admin.nc, jsm, queue, metaLeader!));
 
     const load = new SteadyLoad({
       consumer: mfc,
@@ -137,7 +140,7 @@ test.serial(
     await sleep(3_000);
     await cluster.launcher.stop(metaLeader!, "SIGKILL");
     const failover = await timeToFailover(cluster.topology.nats, jsm, metaLeader!, [
-      STREAM.queue,
+      queue,
       STREAM.replies,
       STREAM.events,
     ]);
@@ -229,7 +232,7 @@ test.serial(
     const { differing, views } = await settledStreamViews(nats, replicas);
     t.deepEqual(differing, [], "every node's copy of every stream agrees");
     const streams = new Set(views.map((v) => v.stream));
-    t.true(streams.has(STREAM.queue) && streams.has(STREAM.replies));
+    t.true(queueStreams().every((q) => streams.has(q)) && streams.has(STREAM.replies));
     t.log(`${streams.size} streams, each with ${cluster.topology.replicas} copies that agree`);
     await assertRegistryFollowed(t, "after-rolling");
   },

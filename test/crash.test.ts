@@ -3,6 +3,7 @@ import test from "ava";
 import { freePort, startNatsServer } from "../cluster/nats-server.ts";
 import { AdminClient } from "../src/admin-client.ts";
 import { AgencyClient } from "../src/client.ts";
+import { queueStream } from "../src/subjects.ts";
 import { startBrokerProcess } from "./helpers/broker-process.ts";
 import { startBroker, waitFor } from "./helpers/bus.ts";
 import { natsServer, tempDir } from "./helpers/nats.ts";
@@ -115,9 +116,9 @@ test("a durable consumer that vanishes is recreated and delivery goes on", async
   fns.provide("extract", (req) => `<ok id="${req.id}"/>`);
   await mfc.request("extract", "<q/>", { timeoutMs: 10_000 });
 
-  await broker.bus.jsm.consumers.delete("MG_QUEUE", "svc_extract");
+  await broker.bus.jsm.consumers.delete(queueStream("extract"), "svc_extract");
   const answer = await mfc.request("extract", "<again/>", { timeoutMs: 60_000 });
   t.regex(new TextDecoder().decode(answer.payload), /<ok id=/);
-  const info = await broker.bus.jsm.consumers.info("MG_QUEUE", "svc_extract");
+  const info = await broker.bus.jsm.consumers.info(queueStream("extract"), "svc_extract");
   t.is(info.name, "svc_extract");
 });

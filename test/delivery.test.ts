@@ -4,6 +4,7 @@ import type { LaneHealth } from "../actors/lane.ts";
 import { ProviderFault, RequestFailedError } from "../src/client.ts";
 import type { DeadLetter } from "../src/deadletter.ts";
 import type { ServiceDef } from "../src/registry.ts";
+import { queueStream, subject } from "../src/subjects.ts";
 import { startBroker, startBus, type TestBus, waitFor } from "./helpers/bus.ts";
 import { tempDir } from "./helpers/nats.ts";
 
@@ -189,8 +190,8 @@ test("an open circuit stops calling: waiting requests stay in the stream", async
 
   t.is(calls, callsWhenOpened);
   t.true(calls <= FAST.circuit.consecutiveFailures + 1);
-  const stream = await bus.broker.bus.jsm.streams.info("MG_QUEUE", {
-    subjects_filter: "mg.queue.gate",
+  const stream = await bus.broker.bus.jsm.streams.info(queueStream("gate"), {
+    subjects_filter: subject.queue("gate"),
   });
   t.is(stream.state.messages, 30);
   const health = await bus.admin.call<LaneHealth[]>("service.health");

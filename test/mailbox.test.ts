@@ -3,6 +3,7 @@ import { connect } from "@nats-io/transport-node";
 import test from "ava";
 import { componentLogger } from "../src/logger.ts";
 import { idlePullHeartbeatMs, Mailbox } from "../src/mailbox.ts";
+import { QUEUE_SHARDS, queueShard, queueStream, subject } from "../src/subjects.ts";
 import { waitFor } from "./helpers/bus.ts";
 import { natsServer } from "./helpers/nats.ts";
 
@@ -53,4 +54,21 @@ test("a mailbox looks its consumer up once, not before every pull", async (t) =>
   );
   // One lookup by ensureConsumer and one before the first pull.
   t.true(lookups <= 2, `${lookups} consumer lookups for 30 pulls`);
+});
+
+test("each service's requests wait in one queue stream, and services spread over all of them", (t) => {
+  const ids = Array.from({ length: 4_000 }, (_, i) => `svc-${i}`);
+  const perShard = new Array<number>(QUEUE_SHARDS).fill(0);
+  for (const id of ids) {
+    const shard = queueShard(id);
+    t.is(queueShard(id), shard);
+    t.is(queueStream(id), `MG_QUEUE_${shard}`);
+    t.true(subject.queue(id).startsWith(`mg.queue.${shard}.`));
+    perShard[shard]++;
+  }
+  const even = ids.length / QUEUE_SHARDS;
+  t.true(
+    perShard.every((n) => n > even * 0.8 && n < even * 1.2),
+    `services per stream: ${perShard}`,
+  );
 });

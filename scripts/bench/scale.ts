@@ -18,7 +18,7 @@ import {
   PROTOCOL_VERSION,
 } from "../../src/envelope.ts";
 import { newMessageId } from "../../src/ids.ts";
-import { STREAM } from "../../src/subjects.ts";
+import { queueStreams } from "../../src/subjects.ts";
 import {
   type BrokerChild,
   benchAgencies,
@@ -154,8 +154,8 @@ async function consumersCreated(nc: NatsConnection, count: number, timeoutMs: nu
   const jsm = await jetstreamManager(nc);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const info = await jsm.streams.info(STREAM.queue);
-    if (info.state.consumer_count >= count) return;
+    const infos = await Promise.all(queueStreams().map((name) => jsm.streams.info(name)));
+    if (infos.reduce((sum, info) => sum + info.state.consumer_count, 0) >= count) return;
     await sleep(250);
   }
   throw new Error(`fewer than ${count} consumers after ${timeoutMs} ms`);

@@ -1,15 +1,15 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { moveStreamLeader, timeToFailover } from "../../cluster/leaders.ts";
 import { agreedMetaLeader } from "../../cluster/monitor.ts";
-import { STREAM } from "../../src/subjects.ts";
-import { type ClusterRun, clusterChaos, sleep } from "./cluster-run.ts";
+import { queueStream, STREAM } from "../../src/subjects.ts";
+import { type ClusterRun, clusterChaos, SERVICE, sleep } from "./cluster-run.ts";
 import type { ChaosOptions, ChaosResult } from "./harness.ts";
 
 /** How long the killed node stays down before it is started again. */
 const DOWN_MS = 5_000;
 
 /**
- * The NATS node that leads the JetStream meta group and the QUEUE stream is
+ * The NATS node that leads the JetStream meta group and the service's queue stream is
  * killed with SIGKILL under load, and started again a few seconds later:
  * every accepted request is answered once.
  */
@@ -21,11 +21,12 @@ async function killLeader({ launcher, admin, log }: ClusterRun): Promise<void> {
   const jsm = await jetstreamManager(admin.nc, { timeout: 1_000 });
   const leader = await agreedMetaLeader(launcher.topology.nats);
   if (!leader) throw new Error("no meta leader to kill");
-  await moveStreamLeader(admin.nc, jsm, STREAM.queue, leader);
-  log(`NATS node ${leader} (meta leader, ${STREAM.queue} leader) killed (SIGKILL)`);
+  const queue = queueStream(SERVICE);
+  await moveStreamLeader(admin.nc, jsm, queue, leader);
+  log(`NATS node ${leader} (meta leader, ${queue} leader) killed (SIGKILL)`);
   await launcher.stop(leader, "SIGKILL");
   const failover = await timeToFailover(launcher.topology.nats, jsm, leader, [
-    STREAM.queue,
+    queue,
     STREAM.replies,
     STREAM.events,
   ]);
