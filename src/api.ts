@@ -184,7 +184,7 @@ export class AgencyApi {
       // A broadcast request is stored once per provider, each with its own retries.
       const acks = await Promise.all(
         providersOf(def).map((provider) =>
-          this.ctx.bus.js.publish(lane(def.id, provider, def.broadcast).queue, data, {
+          this.ctx.bus.requests.publishDurable(lane(def.id, provider, def.broadcast).queue, data, {
             msgID: queueDedupId(agency, env.id, def.broadcast ? provider : undefined),
           }),
         ),

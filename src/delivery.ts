@@ -64,8 +64,8 @@ export async function callAndReply(
   let answer: Envelope;
   try {
     const call = encodeEnvelope({ ...env, attempt });
-    const reply = await ctx.bus.nc.request(lane(def.id, provider, def.broadcast).call, call, {
-      timeout: def.callTimeoutMs,
+    const reply = await ctx.bus.requests.request(lane(def.id, provider, def.broadcast).call, call, {
+      timeoutMs: def.callTimeoutMs,
     });
     answer = decodeEnvelope(reply.data);
   } catch (err) {
@@ -92,7 +92,7 @@ export async function callAndReply(
   };
   const data = encodeEnvelope(response);
   try {
-    await ctx.bus.js.publish(subject.reply(env.sender!), data, {
+    await ctx.bus.requests.publishDurable(subject.reply(env.sender!), data, {
       msgID: replyDedupId(env, provider),
     });
   } catch (err) {
@@ -146,7 +146,8 @@ export async function deadLetter(
   });
 }
 
-function callError(err: unknown): WireError {
+/** The wire error for a failed provider call: no provider, a timeout, or a fault. */
+export function callError(err: unknown): WireError {
   const noResponders =
     err instanceof NoRespondersError ||
     (err instanceof RequestError && err.isNoResponders()) ||

@@ -11,6 +11,7 @@ import {
 } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type ConnectionOptions, connect, type NatsConnection } from "@nats-io/transport-node";
+import { Requester } from "./requester.ts";
 import { BUCKET, queueStreams, STREAM } from "./subjects.ts";
 
 export { AckPolicy };
@@ -23,6 +24,8 @@ export interface BusConnection {
   js: JetStreamClient;
   jsm: JetStreamManager;
   kvm: Kvm;
+  /** Request/reply and JetStream publishes of the hot path, without nats.js's per-call cost. */
+  requests: Requester;
 }
 
 export async function connectBus(opts: ConnectionOptions): Promise<BusConnection> {
@@ -36,7 +39,8 @@ export async function connectBus(opts: ConnectionOptions): Promise<BusConnection
   });
   const jsm = await jetstreamManager(nc, { timeout: 10_000 });
   const js = jetstream(nc, { timeout: 10_000 });
-  return { nc, js, jsm, kvm: new Kvm(js) };
+  const requests = new Requester(nc, opts.inboxPrefix);
+  return { nc, js, jsm, kvm: new Kvm(js), requests };
 }
 
 /** Stream definitions; `replicas` is 1 alone and 3 in a cluster. */
