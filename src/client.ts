@@ -28,6 +28,7 @@ import { ErrorCode, MagistralError, type WireError } from "./errors.ts";
 import { assertToken, newMessageId } from "./ids.ts";
 import type { MessageStatus } from "./message-status.ts";
 import { guessContentType, type ProviderHandler, serveCall } from "./provider.ts";
+import { Requester } from "./requester.ts";
 import { type RequestSigner, signEnvelope } from "./signature.ts";
 import { consumerName, lane, providerQueueGroup, STREAM, subject } from "./subjects.ts";
 import type { EventSubscription } from "./subscriptions.ts";
@@ -97,12 +98,16 @@ export class AgencyClient {
   private signer: RequestSigner | undefined;
   private apiTimeoutMs = DEFAULT_API_TIMEOUT_MS;
 
+  /** Submits go through one reply subscription, without nats.js's per-request cost. */
+  private readonly requests: Requester;
+
   private constructor(
     readonly nc: NatsConnection,
     private readonly js: JetStreamClient,
     agency: string,
   ) {
     this.agency = agency;
+    this.requests = new Requester(nc, subject.inboxPrefix(agency));
   }
 
   static async connect(opts: AgencyClientOptions): Promise<AgencyClient> {
@@ -156,9 +161,11 @@ export class AgencyClient {
   async submitEnvelope(
     env: Envelope,
   ): Promise<{ id: string; service: string; duplicate: boolean }> {
-    const msg = await this.nc.request(subject.api(this.agency, "submit"), encodeEnvelope(env), {
-      timeout: this.apiTimeoutMs,
-    });
+    const msg = await this.requests.request(
+      subject.api(this.agency, "submit"),
+      encodeEnvelope(env),
+      { timeoutMs: this.apiTimeoutMs },
+    );
     const reply = decodeValue(msg.data) as SubmitReply;
     if (!reply.ok) throw new RequestFailedError(reply.error);
     return { id: reply.id, service: reply.service, duplicate: reply.duplicate };
@@ -375,6 +382,7 @@ export class AgencyClient {
 
   async close(): Promise<void> {
     this.replies?.stop();
+    this.requests.close();
     for (const reader of this.eventReaders) reader.stop();
     await this.nc.drain().catch(() => {});
   }
