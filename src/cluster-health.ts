@@ -2,7 +2,7 @@ import type { KV } from "@nats-io/kv";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { HealthState, LaneHealth } from "../actors/lane.ts";
 import { respond } from "./api.ts";
-import { decodeValue, encodeValue } from "./envelope.ts";
+import { decodeValue } from "./envelope.ts";
 import { ErrorCode, MagistralError, toMagistralError } from "./errors.ts";
 import { agencyOfApiSubject, BROKER_QUEUE_GROUP } from "./subjects.ts";
 
