@@ -46,7 +46,8 @@ export async function streamPlacements(jsm: JetStreamManager): Promise<StreamPla
 
 /**
  * Asks a stream's leader to step down until `wanted` leads it (each step
- * down elects one of the followers at random).
+ * down elects one of the followers at random; 24 tries leave about one
+ * chance in ten million of never landing on `wanted`).
  * @returns whether `wanted` leads the stream in the end
  */
 export async function moveStreamLeader(
@@ -54,7 +55,7 @@ export async function moveStreamLeader(
   jsm: JetStreamManager,
   stream: string,
   wanted: string,
-  attempts = 8,
+  attempts = 24,
 ): Promise<boolean> {
   for (let i = 0; i < attempts; i++) {
     const leader = (await jsm.streams.info(stream)).cluster?.leader;

@@ -1,13 +1,14 @@
 import type {
-  Consumer,
   ConsumerConfig,
   ConsumerInfo,
   JetStreamClient,
   JetStreamManager,
   JsMsg,
 } from "@nats-io/jetstream";
-import { ClosedConnectionError } from "@nats-io/transport-node";
+import { ClosedConnectionError, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { isAckSubject, PulledMsg } from "./jsmsg.ts";
 import type { Logger } from "./logger.ts";
+import { PullChannel, type PullRequest } from "./pull-channel.ts";
 
 export interface MailboxOptions {
   stream: string;
@@ -39,6 +40,8 @@ const DEFAULT_PULL_EXPIRES_MS = 30_000;
 /** A waiting pull is renewed after this many heartbeat periods at the least. */
 const HEARTBEATS_PER_PULL = 4;
 const LEADER_WAIT_MS = 5_000;
+/** nats.js's default JetStream request timeout, for a client made without one. */
+const ACK_TIMEOUT_MS = 5_000;
 /** Heartbeats a second a node's idle pulls may cost, however many mailboxes it runs. */
 const IDLE_HEARTBEATS_PER_S = 500;
 
@@ -64,6 +67,10 @@ export function idlePullHeartbeatMs(mailboxes: number): number {
  * work on. At limit 0 no pulls are made and waiting messages stay in the
  * stream.
  *
+ * Pulls go over one inbox subscription for the mailbox's life (see
+ * `PullChannel`), one at a time: a new pull asks for the room there is once
+ * the last one brought its batch, expired, or failed.
+ *
  * A consumer that vanished (a known nats-server 2.9 fault on leader change)
  * or stopped sending heartbeats is recreated and the pulling resumes.
  */
@@ -71,25 +78,21 @@ export class Mailbox {
   private limit = 0;
   /** Messages handed to the owner and not yet released. */
   private outstanding = 0;
-  /** Messages asked for by the pull in progress and not yet received. */
-  private reserved = 0;
   private stopped = false;
   private wake: (() => void) | undefined;
-  private current: { stop(): void } | undefined;
+  private channel: PullChannel | undefined;
   private loop: Promise<void> | undefined;
-  /**
-   * The consumer as looked up once (a consumer-info request), reused for
-   * every pull until a pull fails: looking it up before each pull cost one
-   * JetStream API call per message when each pull brings one message, as
-   * with many services each getting a share of the load.
-   */
-  private consumer: Consumer | undefined;
+  private readonly nc: NatsConnection;
+  private readonly ackTimeoutMs: number;
 
   constructor(
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     private readonly opts: MailboxOptions,
-  ) {}
+  ) {
+    this.nc = connectionOf(js);
+    this.ackTimeoutMs = js.getOptions().timeout ?? ACK_TIMEOUT_MS;
+  }
 
   /** Starts pulling; creating the consumer is retried until it succeeds or the mailbox stops. */
   start(): void {
@@ -102,8 +105,9 @@ export class Mailbox {
         await this.ensureConsumer();
         break;
       } catch (err) {
+        if (this.closedBy(err)) return;
         this.opts.log.warn({ err, failures }, "consumer not created yet");
-        await sleep(Math.min(5_000, 100 * 2 ** Math.min(failures, 6)));
+        await sleep(backoffMs(failures));
       }
     }
     await this.run();
@@ -125,13 +129,14 @@ export class Mailbox {
     this.kick();
   }
 
+  /** Messages the pull in progress may still bring count as out. */
   private get room(): number {
-    return this.limit - this.outstanding - this.reserved;
+    return this.limit - this.outstanding - (this.channel?.remaining ?? 0);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.current?.stop();
+    this.channel?.cancel();
     this.kick();
     await this.loop;
   }
@@ -182,39 +187,61 @@ export class Mailbox {
   }
 
   private async run(): Promise<void> {
+    if (this.stopped) return;
+    const { stream, durable } = this.opts;
+    const next = `${this.js.apiPrefix}.CONSUMER.MSG.NEXT.${stream}.${durable}`;
+    const channel = new PullChannel(this.nc, next, (msg) => this.deliver(msg));
+    this.channel = channel;
     let failures = 0;
-    while (!this.stopped) {
-      await this.waitForRoom();
-      if (this.stopped) return;
-      this.reserved = this.room;
-      try {
-        this.consumer ??= await this.js.consumers.get(this.opts.stream, this.opts.durable);
-        const consumer = this.consumer;
-        const heartbeat = this.heartbeatMs();
-        const batch = await consumer.fetch({
-          max_messages: this.reserved,
-          expires: Math.max(
-            this.opts.pullExpiresMs ?? DEFAULT_PULL_EXPIRES_MS,
-            heartbeat * HEARTBEATS_PER_PULL,
-          ),
-          idle_heartbeat: heartbeat,
-        });
-        this.current = batch;
-        for await (const msg of batch) {
-          this.reserved = Math.max(0, this.reserved - 1);
-          this.outstanding++;
-          this.opts.onMessage(msg);
+    try {
+      while (!this.stopped) {
+        await this.waitForRoom();
+        if (this.stopped) return;
+        const end = await channel.pull(this.pullRequest());
+        if (end.kind === "closed") {
+          this.stopped = true;
+        } else if (end.kind === "failed") {
+          failures++;
+          await this.recover(end.err, failures);
+        } else if (end.kind !== "renew") {
+          failures = 0;
         }
-        failures = 0;
-      } catch (err) {
-        failures++;
-        this.reserved = 0;
-        this.consumer = undefined;
-        await this.recover(err, failures);
-      } finally {
-        this.current = undefined;
-        this.reserved = 0;
       }
+    } finally {
+      channel.close();
+    }
+  }
+
+  private pullRequest(): PullRequest {
+    const heartbeatMs = this.heartbeatMs();
+    const expiresMs = Math.max(
+      this.opts.pullExpiresMs ?? DEFAULT_PULL_EXPIRES_MS,
+      heartbeatMs * HEARTBEATS_PER_PULL,
+    );
+    return { batch: this.room, expiresMs, heartbeatMs };
+  }
+
+  private deliver(raw: Msg): void {
+    if (!isAckSubject(raw.reply)) {
+      this.opts.log.warn({ subject: raw.subject }, "not a JetStream delivery in the mailbox inbox");
+      return;
+    }
+    const msg = new PulledMsg(raw, this.nc, this.ackTimeoutMs);
+    // Brought by a pull made before the stop: back to the stream at once for
+    // another node, rather than after the ack wait.
+    if (this.stopped) {
+      try {
+        msg.nak();
+      } catch {
+        // The connection closed: the ack wait brings it back all the same.
+      }
+      return;
+    }
+    this.outstanding++;
+    try {
+      this.opts.onMessage(msg);
+    } catch (err) {
+      this.opts.log.error({ err, seq: msg.seq }, "mailbox owner failed to take a message");
     }
   }
 
@@ -224,20 +251,38 @@ export class Mailbox {
     return pullHeartbeatMs ?? DEFAULT_PULL_HEARTBEAT_MS;
   }
 
+  /** Whether `err` means the connection is gone for good; the mailbox then stops quietly. */
+  private closedBy(err: unknown): boolean {
+    if (!(err instanceof ClosedConnectionError) && !this.nc.isClosed()) return false;
+    this.stopped = true;
+    return true;
+  }
+
   private async recover(err: unknown, failures: number): Promise<void> {
-    if (this.stopped) return;
-    if (err instanceof ClosedConnectionError) {
-      this.stopped = true;
-      return;
-    }
+    if (this.stopped || this.closedBy(err)) return;
     this.opts.log.warn({ err, failures }, "mailbox pull failed, recovering consumer");
-    await sleep(Math.min(5_000, 100 * 2 ** Math.min(failures, 6)));
+    await sleep(backoffMs(failures));
     try {
       await this.ensureConsumer();
     } catch (recreateErr) {
+      if (this.closedBy(recreateErr)) return;
       this.opts.log.warn({ err: recreateErr }, "consumer not recreated yet");
     }
   }
+}
+
+/**
+ * nats.js keeps the connection on its JetStream clients (its own KV reads it
+ * there) without typing it; the mailbox subscribes and publishes on it.
+ */
+function connectionOf(js: JetStreamClient): NatsConnection {
+  const nc = (js as unknown as { nc?: NatsConnection }).nc;
+  if (!nc) throw new Error("JetStream client without a NATS connection");
+  return nc;
+}
+
+function backoffMs(failures: number): number {
+  return Math.min(5_000, 100 * 2 ** Math.min(failures, 6));
 }
 
 /** Whether `wanted` sets a field to a value other than the consumer's. */
