@@ -1,5 +1,6 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import { dispatch, type Ref, spawn } from "nact";
+import { coalescing } from "../src/coalesce.ts";
 import {
   type CallOutcome,
   callAndReply,
@@ -32,17 +33,26 @@ import {
   trackLatency,
 } from "./lane.ts";
 
+/** A message a lane's mailbox pulled. */
+interface Delivery {
+  provider: string;
+  msg: JsMsg;
+}
+
+/** A provider call that ended, with what it was for. */
+interface Settled {
+  provider: string;
+  msg: JsMsg;
+  env: Envelope;
+  attempt: number;
+  outcome: CallOutcome;
+}
+
 export type ServiceMsg =
   | { type: "update"; def: ServiceDef }
-  | { type: "delivery"; provider: string; msg: JsMsg }
-  | {
-      type: "settled";
-      provider: string;
-      msg: JsMsg;
-      env: Envelope;
-      attempt: number;
-      outcome: CallOutcome;
-    }
+  /** Deliveries and settled calls come in batches: see `coalescing`. */
+  | { type: "deliveries"; items: Delivery[] }
+  | { type: "settled"; items: Settled[] }
   | {
       type: "deadLettered";
       provider: string;
@@ -61,6 +71,10 @@ interface ServiceState {
   def: ServiceDef;
   log: Logger;
   lanes: Map<string, Lane>;
+  /** Hands a delivery to this actor, in a batch with those of the same turn. */
+  deliver: (item: Delivery) => void;
+  /** Hands a settled call to this actor, in a batch with those of the same turn. */
+  settle: (item: Settled) => void;
 }
 
 /** Codes that count against the provider's circuit; bus-side failures do not. */
@@ -84,8 +98,15 @@ export function spawnService(parent: Ref<unknown>, ctx: NodeContext, initial: Se
     `service-${initial.id}`,
     {
       initialStateFunc: (actx) => {
-        const state: ServiceState = { def: initial, log, lanes: new Map() };
-        syncLanes(ctx, state, actx.self);
+        const self = actx.self;
+        const state: ServiceState = {
+          def: initial,
+          log,
+          lanes: new Map(),
+          deliver: coalescing((items) => dispatch(self, { type: "deliveries", items })),
+          settle: coalescing((items) => dispatch(self, { type: "settled", items })),
+        };
+        syncLanes(ctx, state);
         return state;
       },
       afterStop: (state: ServiceState) => {
@@ -105,20 +126,27 @@ function handle(ctx: NodeContext, state: ServiceState, msg: ServiceMsg, self: Re
   switch (msg.type) {
     case "update":
       state.def = msg.def;
-      syncLanes(ctx, state, self);
+      syncLanes(ctx, state);
       return state;
     case "health":
       dispatch(msg.replyTo, [...state.lanes.values()].map(healthNow));
       return state;
+    case "deliveries":
+      for (const item of msg.items) {
+        const owner = state.lanes.get(item.provider);
+        // A lane closed meanwhile: unacked, the message comes back after its ack wait.
+        if (owner) onDelivery(ctx, state, owner, item.msg, self);
+      }
+      return state;
+    case "settled":
+      for (const item of msg.items) {
+        const owner = state.lanes.get(item.provider);
+        if (owner) onSettled(ctx, state, owner, item, self);
+      }
+      return state;
   }
   if (!lane) return state;
   switch (msg.type) {
-    case "delivery":
-      onDelivery(ctx, state, lane, msg.msg, self);
-      break;
-    case "settled":
-      onSettled(ctx, state, lane, msg, self);
-      break;
     case "deadLettered":
       onDeadLettered(ctx, state, lane, msg);
       break;
@@ -139,7 +167,7 @@ function handle(ctx: NodeContext, state: ServiceState, msg: ServiceMsg, self: Re
  * LIMITATION: a closed lane's queued requests wait in MG_QUEUE, unanswered,
  * until that provider is added back.
  */
-function syncLanes(ctx: NodeContext, state: ServiceState, self: Ref<ServiceMsg>) {
+function syncLanes(ctx: NodeContext, state: ServiceState) {
   const { def } = state;
   const wanted = new Set(providersOf(def));
   for (const [provider, lane] of state.lanes) {
@@ -151,7 +179,7 @@ function syncLanes(ctx: NodeContext, state: ServiceState, self: Ref<ServiceMsg>)
   for (const provider of wanted) {
     let lane = state.lanes.get(provider);
     if (!lane) {
-      lane = openLane(ctx, state, provider, self);
+      lane = openLane(ctx, state, provider);
       state.lanes.set(provider, lane);
     } else {
       lane.breaker.setPolicy(def.circuit);
@@ -161,12 +189,7 @@ function syncLanes(ctx: NodeContext, state: ServiceState, self: Ref<ServiceMsg>)
   }
 }
 
-function openLane(
-  ctx: NodeContext,
-  state: ServiceState,
-  provider: string,
-  self: Ref<ServiceMsg>,
-): Lane {
+function openLane(ctx: NodeContext, state: ServiceState, provider: string): Lane {
   const key = mailboxKey(state.def, provider);
   // A reset after a crash builds a fresh state: stop the old mailbox first,
   // so one node never pulls the same consumer twice.
@@ -179,7 +202,7 @@ function openLane(
     stream: names.stream,
     durable: names.durable,
     config: () => laneConsumerConfig(state.def, provider),
-    onMessage: (msg) => dispatch(self, { type: "delivery", provider, msg }),
+    onMessage: (msg) => state.deliver({ provider, msg }),
     log: state.log.child({ provider }),
     pullHeartbeatMs: () => idlePullHeartbeatMs(ctx.mailboxes.size),
   });
@@ -247,8 +270,9 @@ function onDelivery(
     attempt,
     test: env.test,
   });
-  callAndReply(ctx, def, lane.provider, env, attempt).then((outcome) =>
-    dispatch(self, { type: "settled", provider: lane.provider, msg, env, attempt, outcome }),
+  const provider = lane.provider;
+  callAndReply(ctx, def, provider, env, attempt).then((outcome) =>
+    state.settle({ provider, msg, env, attempt, outcome }),
   );
 }
 
@@ -256,7 +280,7 @@ function onSettled(
   ctx: NodeContext,
   state: ServiceState,
   lane: Lane,
-  m: Of<"settled">,
+  m: Settled,
   self: Ref<ServiceMsg>,
 ) {
   const { def } = state;

@@ -5,7 +5,8 @@ import {
   INDEX,
   type JournalRecord,
   type JournalStore,
-  seqOfIndexKey,
+  POSTING_SPAN_MS,
+  postingSeqs,
   timeKey,
 } from "./journal-store.ts";
 
@@ -34,8 +35,8 @@ export interface JournalPage {
 
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1_000;
-/** Index keys read for one page at most, so a filter matching little cannot make a page slow. */
-const MAX_SCANNED_KEYS = 20_000;
+/** Records looked at for one page at most, so a filter matching little cannot make a page slow. */
+const MAX_SCANNED_SEQS = 20_000;
 /** The latest time an index key can hold (13 digits of epoch milliseconds). */
 const MAX_TIME_MS = 10 ** 13 - 1;
 const OUTCOMES: ReadonlySet<string> = new Set([
@@ -83,43 +84,56 @@ export function parseJournalQuery(body: Record<string, unknown>): JournalQuery {
 /**
  * One page of a search. The most selective index given is scanned over the
  * time range (service, then outcome, then agency, else time alone), and the
- * other filters are checked on the records it yields.
+ * other filters are checked on the records it yields. Records come in the
+ * order of their posting lists: by time, to within one write batch of the
+ * journal where batches of several nodes overlap.
  */
 export async function searchJournal(store: JournalStore, q: JournalQuery): Promise<JournalPage> {
   const limit = Math.min(MAX_LIMIT, Math.max(1, q.limit ?? DEFAULT_LIMIT));
-  const range = keyRange(q);
+  const prefix = indexPrefix(q);
+  const after = q.cursor ? decodeCursor(q.cursor, prefix) : undefined;
   const records: JournalRecord[] = [];
   let pending: number[] = [];
-  let lastKey: string | undefined;
   let scanned = 0;
-  let ended = true;
+  let stopped: Position | undefined;
+  const take = async () => {
+    records.push(...(await store.getMany(pending)).filter((r) => matches(r.event, q)));
+    pending = [];
+  };
 
-  for await (const key of store.db.keys(range)) {
-    if (records.length >= limit || scanned >= MAX_SCANNED_KEYS) {
-      ended = false;
-      break;
-    }
-    pending.push(seqOfIndexKey(key));
-    lastKey = key;
-    scanned++;
-    if (pending.length >= limit - records.length) {
-      records.push(...(await store.getMany(pending)).filter((r) => matches(r.event, q)));
-      pending = [];
+  scan: for await (const [key, value] of store.db.iterator(keyRange(q, prefix, after))) {
+    const seqs = postingSeqs(value);
+    if (q.newestFirst) seqs.reverse();
+    const from = after?.key === key ? after.index + 1 : 0;
+    for (let i = from; i < seqs.length; i++) {
+      if (records.length >= limit || scanned >= MAX_SCANNED_SEQS) {
+        stopped = { key, index: i - 1 };
+        break scan;
+      }
+      pending.push(seqs[i]!);
+      scanned++;
+      if (pending.length >= limit - records.length) await take();
     }
   }
-  records.push(...(await store.getMany(pending)).filter((r) => matches(r.event, q)));
+  await take();
   const page: JournalPage = { records };
-  if (!ended && lastKey) page.cursor = Buffer.from(lastKey).toString("base64url");
+  if (stopped) page.cursor = encodeCursor(stopped);
   return page;
 }
 
-function keyRange(q: JournalQuery) {
-  const prefix = indexPrefix(q);
-  const from = `${prefix}${timeKey(q.fromMs ?? 0)}`;
+/** Where a page stopped: the posting list, and the last place in it (in scan order) taken. */
+interface Position {
+  key: string;
+  index: number;
+}
+
+function keyRange(q: JournalQuery, prefix: string, after: Position | undefined) {
+  // A posting list's key holds its earliest time: one that starts before
+  // the range may still hold records inside it.
+  const from = `${prefix}${timeKey(Math.max(0, (q.fromMs ?? 0) - POSTING_SPAN_MS))}`;
   const to = `${prefix}${timeKey(Math.min(q.toMs ?? MAX_TIME_MS, MAX_TIME_MS))}!~`;
-  const after = q.cursor ? decodeCursor(q.cursor, prefix) : undefined;
-  if (q.newestFirst) return { gte: from, ...(after ? { lt: after } : { lte: to }), reverse: true };
-  return { ...(after ? { gt: after } : { gte: from }), lte: to };
+  if (q.newestFirst) return { gte: from, lte: after?.key ?? to, reverse: true };
+  return { gte: after?.key ?? from, lte: to };
 }
 
 function indexPrefix(q: JournalQuery): string {
@@ -133,13 +147,24 @@ function matches(event: MessageEvent, q: JournalQuery): boolean {
   if (q.service && event.service !== q.service) return false;
   if (q.outcome && event.type !== q.outcome) return false;
   if (q.agency && event.agency !== q.agency && event.provider !== q.agency) return false;
+  if (q.fromMs !== undefined && event.at < q.fromMs) return false;
+  if (q.toMs !== undefined && event.at > q.toMs) return false;
   return true;
 }
 
-function decodeCursor(cursor: string, prefix: string): string {
-  const key = Buffer.from(cursor, "base64url").toString();
-  if (!key.startsWith(prefix)) throw badRequest("cursor belongs to another search");
-  return key;
+function encodeCursor(at: Position): string {
+  return Buffer.from(`${at.key}\n${at.index}`).toString("base64url");
+}
+
+function decodeCursor(cursor: string, prefix: string): Position {
+  const text = Buffer.from(cursor, "base64url").toString();
+  const split = text.lastIndexOf("\n");
+  const key = text.slice(0, split);
+  const index = Number(text.slice(split + 1));
+  if (split < 0 || !key.startsWith(prefix) || !Number.isInteger(index) || index < -1) {
+    throw badRequest("cursor belongs to another search");
+  }
+  return { key, index };
 }
 
 function badRequest(message: string) {
