@@ -1,13 +1,15 @@
 // `npm run bench`: the bus measured side by side with raw JetStream, raw
-// core NATS request/reply and a peer (Moleculer), all against one embedded
-// nats-server on 127.0.0.1. `--quick` runs in under a minute; `--scale`
-// measures many registered services instead (scripts/bench/scale.ts).
+// core NATS request/reply, the bus's own hops without its logic (the floor)
+// and a peer (Moleculer), all against one embedded nats-server on
+// 127.0.0.1. `--quick` runs in under a minute; `--scale` measures many
+// registered services instead (scripts/bench/scale.ts).
 import { rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
 import { freePort, startNatsServer } from "../cluster/nats-server.ts";
 import { killOnExit, repo, tempDir } from "./bench/broker.ts";
+import { benchFloor, type FloorResult } from "./bench/floor.ts";
 import { benchMagistral, type MagistralResult } from "./bench/magistral.ts";
 import { benchMoleculer, type MoleculerResult } from "./bench/moleculer.ts";
 import { benchCoreRequest, benchJetStream, type JetStreamResult } from "./bench/raw.ts";
@@ -53,7 +55,7 @@ const QUICK: typeof FULL = {
   },
 };
 
-const SYSTEMS = ["jetstream", "core", "magistral", "moleculer"] as const;
+const SYSTEMS = ["jetstream", "core", "floor", "magistral", "moleculer"] as const;
 type System = (typeof SYSTEMS)[number];
 
 const log = (line: string) => console.log(line);
@@ -89,6 +91,7 @@ async function main(): Promise<void> {
 interface Measured {
   jetstream: JetStreamResult[];
   core: { payloadBytes: number; result: CallBenchResult }[];
+  floor: FloorResult[];
   magistral?: MagistralResult;
   moleculer?: MoleculerResult[];
   moleculerError?: string;
@@ -135,7 +138,7 @@ async function runSystems(
   opts: BenchOptions,
 ): Promise<Measured> {
   const only = new Set((opts.only?.split(",") ?? SYSTEMS) as System[]);
-  const measured: Measured = { jetstream: [], core: [] };
+  const measured: Measured = { jetstream: [], core: [], floor: [] };
   for (const payloadBytes of payloads) {
     if (only.has("jetstream")) {
       log(`  raw jetstream, ${payloadBytes} B`);
@@ -147,6 +150,19 @@ async function runSystems(
       log(`  raw core request/reply, ${payloadBytes} B`);
       const result = await benchCoreRequest(server.url, server.pid, payloadBytes, plan, log);
       measured.core.push({ payloadBytes, result });
+    }
+    if (only.has("floor")) {
+      log(`  floor (bus hops, no logic), ${payloadBytes} B`);
+      measured.floor.push(
+        await benchFloor({
+          url: server.url,
+          natsPid: server.pid,
+          monitorUrl: server.monitorUrl,
+          payloadBytes,
+          plan,
+          log,
+        }),
+      );
     }
   }
   if (only.has("magistral")) {
@@ -192,6 +208,7 @@ function report(
         `${Math.round(magistral.statsBytesPerMsg)} B/msg over ${magistral.requests} requests`,
     );
   }
+  const floor = floorLine(measured);
   const summary = summaryLine(measured);
   const file = writeResults(repo, run.opts.quick ? "bench-quick" : "bench", {
     machine: host,
@@ -200,11 +217,13 @@ function report(
     serviceConcurrency: Number(run.opts.concurrency),
     ...measured,
     rows,
+    floorSummary: floor,
     summary,
   });
   log(
     `load average after: ${host.loadAvgAfter?.join(" ")}; results in ${path.relative(repo, file)}`,
   );
+  log(floor);
   log(summary);
 }
 
@@ -216,7 +235,7 @@ function planOf(preset: PhasePlan, opts: BenchOptions): PhasePlan {
   return plan;
 }
 
-function tableRows({ jetstream, core, magistral, moleculer }: Measured): Row[] {
+function tableRows({ jetstream, core, floor, magistral, moleculer }: Measured): Row[] {
   const rows: Row[] = [];
   for (const js of jetstream) {
     rows.push({
@@ -233,6 +252,8 @@ function tableRows({ jetstream, core, magistral, moleculer }: Measured): Row[] {
     });
   }
   for (const c of core) rows.push(rowOf("core request/reply", c.payloadBytes, c.result));
+  for (const f of floor)
+    rows.push(rowOf("floor (bus hops, no logic)", f.payloadBytes, f, f.relayRssMiB));
   for (const m of magistral?.byPayload ?? [])
     rows.push(rowOf("magistral e2e", m.payloadBytes, m, m.brokerRssMiB));
   for (const m of moleculer ?? []) rows.push(rowOf(`moleculer ${m.version}`, m.payloadBytes, m));
@@ -247,16 +268,37 @@ function publishFigures(js: JetStreamResult) {
   };
 }
 
-/** `bench: e2e/jetstream=<ratio> e2e/moleculer=<ratio> p99@1000=<ms>`, at 256 B. */
-function summaryLine({ jetstream, magistral, moleculer }: Measured): string {
+const ratio = (a?: number, b?: number) => (a && b ? (a / b).toFixed(2) : "n/a");
+
+/** Saturation rates at 256 B of each system that ran. */
+function at256({ jetstream, floor, magistral, moleculer }: Measured) {
   const e2e = magistral?.byPayload.find((m) => m.payloadBytes === 256);
-  const js = jetstream.find((j) => j.payloadBytes === 256);
-  const peer = moleculer?.find((m) => m.payloadBytes === 256);
-  const ratio = (a?: number, b?: number) => (a && b ? (a / b).toFixed(2) : "n/a");
+  return {
+    e2e,
+    e2ePerSec: e2e?.saturation.opsPerSec,
+    jetstreamPerSec: jetstream.find((j) => j.payloadBytes === 256)?.publish.opsPerSec,
+    floorPerSec: floor.find((f) => f.payloadBytes === 256)?.saturation.opsPerSec,
+    moleculerPerSec: moleculer?.find((m) => m.payloadBytes === 256)?.saturation.opsPerSec,
+  };
+}
+
+/** `floor: e2e/floor=<ratio> floor/jetstream=<ratio> floor/moleculer=<ratio>`, at 256 B. */
+function floorLine(measured: Measured): string {
+  const { e2ePerSec, jetstreamPerSec, floorPerSec, moleculerPerSec } = at256(measured);
+  return (
+    `floor: e2e/floor=${ratio(e2ePerSec, floorPerSec)} ` +
+    `floor/jetstream=${ratio(floorPerSec, jetstreamPerSec)} ` +
+    `floor/moleculer=${ratio(floorPerSec, moleculerPerSec)}`
+  );
+}
+
+/** `bench: e2e/jetstream=<ratio> e2e/moleculer=<ratio> p99@1000=<ms>`, at 256 B. */
+function summaryLine(measured: Measured): string {
+  const { e2e, e2ePerSec, jetstreamPerSec, moleculerPerSec } = at256(measured);
   const p99 = e2e?.rates.find((r) => r.offeredPerSec === 1_000)?.latency.p99Ms;
   return (
-    `bench: e2e/jetstream=${ratio(e2e?.saturation.opsPerSec, js?.publish.opsPerSec)} ` +
-    `e2e/moleculer=${ratio(e2e?.saturation.opsPerSec, peer?.saturation.opsPerSec)} ` +
+    `bench: e2e/jetstream=${ratio(e2ePerSec, jetstreamPerSec)} ` +
+    `e2e/moleculer=${ratio(e2ePerSec, moleculerPerSec)} ` +
     `p99@1000=${p99 === undefined ? "n/a" : p99.toFixed(2)}`
   );
 }
