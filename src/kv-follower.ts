@@ -12,14 +12,18 @@ export interface FollowerHandlers {
  * Follows a KV bucket: every current value, then every change. The watch is
  * restarted after an error, after a reconnect (a nats-server 2.9 watcher
  * can silently stop after a server restart) and periodically; each restart
- * replays the current values and removes keys that vanished meanwhile.
+ * hands over the current values (a periodic one only those that changed)
+ * and removes keys that vanished meanwhile.
  */
 export class KvFollower {
   private stopped = false;
-  private known = new Set<string>();
+  /** Each key handed over, with the revision it was handed over at. */
+  private known = new Map<string, number>();
   private current: { stop(): void } | undefined;
   private loop: Promise<void> | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
+  /** Whether the next watch hands over every value, changed or not. */
+  private replayAll = true;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -37,7 +41,7 @@ export class KvFollower {
     });
     this.loop = this.run(synced);
     this.watchStatus();
-    this.refreshTimer = setInterval(() => this.current?.stop(), this.refreshMs);
+    this.refreshTimer = setInterval(() => this.restart(false), this.refreshMs);
     this.refreshTimer.unref();
     return ready;
   }
@@ -52,8 +56,20 @@ export class KvFollower {
   private async watchStatus() {
     for await (const status of this.nc.status()) {
       if (this.stopped) return;
-      if (status.type === "reconnect") this.current?.stop();
+      if (status.type === "reconnect") this.restart(true);
     }
+  }
+
+  /**
+   * Restarts the watch. A periodic refresh hands over only what changed:
+   * handing all 10,000 services of a node to the registry every minute
+   * stalled its event loop for seconds (npm run bench --scale). After a
+   * reconnect or a failed watch every value is handed over again, so what
+   * follows can check its own state against the server's.
+   */
+  private restart(replayAll: boolean): void {
+    this.replayAll ||= replayAll;
+    this.current?.stop();
   }
 
   private async run(synced: () => void): Promise<void> {
@@ -65,6 +81,7 @@ export class KvFollower {
         // The connection closed under a watch being restarted: this is a shutdown.
         if (this.stopped || err instanceof ClosedConnectionError) return;
         failures++;
+        this.replayAll = true;
         this.log.warn({ err, failures }, "kv watch failed, restarting");
         synced();
       }
@@ -75,11 +92,13 @@ export class KvFollower {
   private async watchOnce(synced: () => void): Promise<void> {
     const seen = new Set<string>();
     let initial = true;
+    const replayAll = this.replayAll;
+    this.replayAll = false;
     const iter = await this.kv.watch();
     this.current = iter;
     const finishInitial = () => {
       initial = false;
-      for (const key of this.known) if (!seen.has(key)) this.drop(key);
+      for (const key of this.known.keys()) if (!seen.has(key)) this.drop(key);
       synced();
     };
     const pending = await this.kv.status().then((s) => s.values);
@@ -87,8 +106,10 @@ export class KvFollower {
     for await (const entry of iter) {
       if (entry.operation === "PUT") {
         seen.add(entry.key);
-        this.known.add(entry.key);
-        this.handlers.put(entry.key, entry.value, entry.revision);
+        if (replayAll || this.known.get(entry.key) !== entry.revision) {
+          this.known.set(entry.key, entry.revision);
+          this.handlers.put(entry.key, entry.value, entry.revision);
+        }
       } else {
         this.drop(entry.key);
       }
