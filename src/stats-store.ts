@@ -5,10 +5,12 @@ import { decodeValue, encodeValue } from "./envelope.ts";
 import { ErrorCode, MagistralError } from "./errors.ts";
 import { ROCKS_OPTIONS } from "./rocks-options.ts";
 import {
+  addLatencies,
   type Cell,
   type CellKey,
   decodeCell,
   encodeCell,
+  hasLatencies,
   MINUTE_MS,
   mergeCell,
   minuteKeyPrefix,
@@ -192,14 +194,14 @@ function add(acc: Map<string, Accumulator>, q: StatsQuery, k: CellKey, cell: Cel
   for (const [code, n] of Object.entries(cell.codes)) row.codes[code] = (row.codes[code] ?? 0) + n;
   if (k.outcome === "accepted") row.requestBytes += cell.bytes;
   if (k.outcome === "responded") row.responseBytes += cell.bytes;
-  if (!cell.latency) return;
+  if (!hasLatencies(cell)) return;
   if (k.outcome === "delivered") {
     a.call ??= newHistogram();
-    a.call.add(cell.latency);
+    addLatencies(a.call, cell);
   }
   if (k.outcome === "responded") {
     a.e2e ??= newHistogram();
-    a.e2e.add(cell.latency);
+    addLatencies(a.e2e, cell);
   }
 }
 

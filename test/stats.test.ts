@@ -187,3 +187,26 @@ test("queue depth and the oldest waiting request per service", async (t) => {
   });
   t.pass();
 });
+
+test("a cell with few latencies keeps them as they are, and past a few holds a histogram", async (t) => {
+  const store = await StatsStore.open(path.join(tempDir(t), "stats"));
+  t.teardown(() => store.close());
+  const ab = { service: "a", agency: "c1", provider: "p1" };
+  const delivered = (from: number, count: number) =>
+    Array.from({ length: count }, (_, i) =>
+      event("delivered", BASE_MS + from + i, { ...ab, latencyMs: from + i + 1 }),
+    );
+  const few = rollup(delivered(0, 3));
+  t.deepEqual([...few.values()][0]!.values, [1, 2, 3]);
+  t.is([...few.values()][0]!.latency, undefined);
+
+  await store.flush(few, 1);
+  await store.flush(rollup(delivered(3, 2)), 2);
+  const range = { fromMs: BASE_MS, toMs: BASE_MS + MINUTE_MS, granularity: "all" as const };
+  const [small] = await store.query(range);
+  t.like(small!.callMs, { count: 5, p50Ms: 3, maxMs: 5 });
+
+  await store.flush(rollup(delivered(5, 95)), 3);
+  const [large] = await store.query(range);
+  t.like(large!.callMs, { count: 100, p50Ms: 50, p99Ms: 99, maxMs: 100 });
+});
