@@ -1,4 +1,5 @@
 import { dispatch, query, type Ref, spawn, stop } from "nact";
+import { coalescing } from "../src/coalesce.ts";
 import { decodeValue } from "../src/envelope.ts";
 import { KvFollower } from "../src/kv-follower.ts";
 import { recordActorRestart } from "../src/metrics.ts";
@@ -9,7 +10,8 @@ import type { LaneHealth } from "./lane.ts";
 import { type ServiceMsg, spawnService } from "./service.ts";
 
 export type RegistryMsg =
-  | { type: "servicePut"; def: ServiceDef }
+  /** Registered or changed services, in batches: see `coalescing`. */
+  | { type: "servicesPut"; defs: ServiceDef[] }
   | { type: "serviceRemoved"; id: string }
   | { type: "health"; replyTo: Ref<LaneHealth[]> };
 
@@ -34,8 +36,9 @@ export function spawnRegistry(
     parent,
     (state: RegistryState, msg: RegistryMsg, actx) => {
       switch (msg.type) {
-        case "servicePut":
-          return onServicePut(ctx, state, view, msg.def, actx.self);
+        case "servicesPut":
+          for (const def of msg.defs) onServicePut(ctx, state, view, def, actx.self);
+          return state;
         case "serviceRemoved":
           return onServiceRemoved(state, view, msg.id);
         case "health":
@@ -54,12 +57,17 @@ export function spawnRegistry(
     },
   );
 
+  // nact copies an actor's children for every message it handles: one
+  // message per service at start was 10,000 copies of a map growing to
+  // 10,000 entries on a node with that many services.
+  const putService = coalescing((defs: ServiceDef[]) =>
+    dispatch(registry, { type: "servicesPut", defs }),
+  );
   const follower = new KvFollower(
     ctx.bus.nc,
     store.services,
     {
-      put: (_key, value) =>
-        dispatch(registry, { type: "servicePut", def: decodeValue(value) as ServiceDef }),
+      put: (_key, value) => putService(decodeValue(value) as ServiceDef),
       remove: (key) => dispatch(registry, { type: "serviceRemoved", id: key }),
     },
     ctx.log.child({ component: "registry" }),
