@@ -80,6 +80,7 @@ async function main(): Promise<void> {
       quick: opts.quick ?? false,
       counts: opts.services?.split(",").map(Number),
       cluster: opts.cluster,
+      cpuProfileDir: opts.profile ? path.join(repo, "bench-results", "profiles") : undefined,
       log,
     });
     return;

@@ -52,6 +52,8 @@ export interface ScaleOptions {
   counts?: number[];
   /** Whether to run the three-node cluster too. */
   cluster: boolean;
+  /** Where the loaded broker (the one restarted with every service) writes a CPU profile. */
+  cpuProfileDir?: string;
   log: (line: string) => void;
 }
 
@@ -86,7 +88,7 @@ export async function runScale(opts: ScaleOptions): Promise<void> {
   const results: ScaleResult[] = [];
   for (const services of counts) {
     opts.log(`  ${services} services`);
-    results.push(await scaleRun(services, saturationMs, opts.log));
+    results.push(await scaleRun(services, saturationMs, opts));
   }
   let cluster: ClusterResult | undefined;
   if (opts.cluster) {
@@ -102,7 +104,7 @@ export async function runScale(opts: ScaleOptions): Promise<void> {
 async function scaleRun(
   services: number,
   saturationMs: number,
-  log: (line: string) => void,
+  { log, cpuProfileDir }: ScaleOptions,
 ): Promise<ScaleResult> {
   const dir = tempDir("mg-scale-");
   const monitorPort = await freePort();
@@ -126,7 +128,12 @@ async function scaleRun(
     await Promise.all([consumer.close(), provider.close(), admin.close()]);
 
     await broker.stop();
-    broker = await startBrokerChild({ servers: server.url, nodeId: NODE_ID, dataDir });
+    broker = await startBrokerChild({
+      servers: server.url,
+      nodeId: NODE_ID,
+      dataDir,
+      cpuProfileDir,
+    });
     const restarted = await readyAfterRestart(server.url, broker, ids);
     log(`    restarted in ${restarted.restartMs} ms, ready in ${restarted.readyMs} ms`);
     const measured = await loadAll(server, monitorUrl, broker, ids, saturationMs, log);
