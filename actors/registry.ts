@@ -59,9 +59,11 @@ export function spawnRegistry(
 
   // nact copies an actor's children for every message it handles: one
   // message per service at start was 10,000 copies of a map growing to
-  // 10,000 entries on a node with that many services.
-  const putService = coalescing((defs: ServiceDef[]) =>
-    dispatch(registry, { type: "servicesPut", defs }),
+  // 10,000 entries on a node with that many services. The follower awaits
+  // between entries, so only a batch that spans the turn gathers them.
+  const putService = coalescing(
+    (defs: ServiceDef[]) => dispatch(registry, { type: "servicesPut", defs }),
+    { across: "turn" },
   );
   const follower = new KvFollower(
     ctx.bus.nc,
