@@ -3,7 +3,7 @@
 // and a peer (Moleculer), all against one embedded nats-server on
 // 127.0.0.1. `--quick` runs in under a minute; `--scale` measures many
 // registered services instead (scripts/bench/scale.ts).
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
@@ -21,6 +21,7 @@ interface BenchOptions {
   quick?: boolean;
   scale?: boolean;
   profile?: boolean;
+  heapSnapshot?: boolean;
   only?: string;
   inFlight: string;
   concurrency: string;
@@ -60,6 +61,12 @@ type System = (typeof SYSTEMS)[number];
 
 const log = (line: string) => console.log(line);
 
+function heapDir(): string {
+  const dir = path.join(repo, "bench-results", "heap");
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
 async function main(): Promise<void> {
   const opts = new Command()
     .option("--quick", "one payload, short phases: under a minute")
@@ -73,6 +80,10 @@ async function main(): Promise<void> {
     .option("--payloads <list>", "payload sizes in bytes, comma-separated")
     .option("--services <list>", "with --scale: service counts, comma-separated")
     .option("--no-cluster", "with --scale: skip the three-node cluster run")
+    .option(
+      "--heap-snapshot",
+      "with --scale: a heap snapshot of the loaded broker, in bench-results/heap",
+    )
     .parse()
     .opts<BenchOptions>();
   if (opts.scale) {
@@ -81,6 +92,7 @@ async function main(): Promise<void> {
       counts: opts.services?.split(",").map(Number),
       cluster: opts.cluster,
       cpuProfileDir: opts.profile ? path.join(repo, "bench-results", "profiles") : undefined,
+      heapSnapshotDir: opts.heapSnapshot ? heapDir() : undefined,
       log,
     });
     return;

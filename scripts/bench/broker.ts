@@ -48,8 +48,23 @@ export interface BrokerChild {
   startMs: number;
   /** The broker's event loop delay over the seconds since `since` (performance.now()). */
   loopDelay(since: number): LoopDelay;
+  /** Writes a heap snapshot (needs `heapSnapshotDir`) and resolves with its path once complete. */
+  heapSnapshot(): Promise<string>;
+  /** What the broker's memory was made of at its last report (every second). */
+  memory(): MemoryBreakdown | undefined;
   /** Sends SIGTERM and waits for a clean exit (which also writes a CPU profile). */
   stop(): Promise<void>;
+}
+
+/** `process.memoryUsage()` of the broker, in MiB. */
+export interface MemoryBreakdown {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+  /** The V8 heap of the journal's worker thread. */
+  workerHeapTotal?: number;
 }
 
 /** How long the broker's event loop was held up, from scripts/bench/loop-delay.ts. */
@@ -67,6 +82,7 @@ interface LoopSample {
   at: number;
   p99Ms: number;
   maxMs: number;
+  memoryMiB?: MemoryBreakdown;
 }
 
 export interface BrokerChildOptions {
@@ -76,10 +92,15 @@ export interface BrokerChildOptions {
   replicas?: number;
   /** Where `node --cpu-prof` writes the broker's profile; absent profiles nothing. */
   cpuProfileDir?: string;
+  /** Where the broker writes heap snapshots on SIGUSR2; absent, it takes none. */
+  heapSnapshotDir?: string;
 }
 
 export async function startBrokerChild(opts: BrokerChildOptions): Promise<BrokerChild> {
   const profile = opts.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
+  if (opts.heapSnapshotDir) {
+    profile.push("--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${opts.heapSnapshotDir}`);
+  }
   // Compiled JavaScript, as an operator runs it: tsx's loader costs the
   // process ~150 MiB and a share of its CPU.
   const loopDelayModule = path.join(repo, "dist/scripts/bench/loop-delay.js");
@@ -101,7 +122,8 @@ export async function startBrokerChild(opts: BrokerChildOptions): Promise<Broker
     },
   );
   killOnExit(child);
-  const samples = readLoopDelays(child);
+  const workerHeap: { total?: number } = {};
+  const samples = readLoopDelays(child, workerHeap);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   await waitForRunning(child);
   const startMs = performance.now() - started;
@@ -113,6 +135,11 @@ export async function startBrokerChild(opts: BrokerChildOptions): Promise<Broker
     spawnedAt: started,
     startMs,
     loopDelay: (since) => summarize(samples.filter((s) => s.at >= since)),
+    memory: () => {
+      const main = samples.at(-1)?.memoryMiB;
+      return main && { ...main, workerHeapTotal: workerHeap.total };
+    },
+    heapSnapshot: () => takeHeapSnapshot(child, opts.heapSnapshotDir),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
@@ -122,14 +149,35 @@ export async function startBrokerChild(opts: BrokerChildOptions): Promise<Broker
   };
 }
 
+async function takeHeapSnapshot(child: ChildProcess, dir: string | undefined): Promise<string> {
+  if (!dir) throw new Error("the broker was started without a heap snapshot dir");
+  const before = new Set(readdirSync(dir));
+  child.kill("SIGUSR2");
+  // The file appears when writing starts; the snapshot is whole when the
+  // broker answers again, which the loop-delay reports show.
+  for (let waited = 0; waited < 300_000; waited += 500) {
+    await sleep(500);
+    const file = readdirSync(dir).find((f) => !before.has(f) && f.endsWith(".heapsnapshot"));
+    if (!file) continue;
+    const full = path.join(dir, file);
+    const size = statSync(full).size;
+    await sleep(2_000);
+    if (statSync(full).size === size && size > 0) return full;
+  }
+  throw new Error("heap snapshot not written within 5 minutes");
+}
+
 /** Collects the lines loop-delay.ts writes to the child's stderr. */
-function readLoopDelays(child: ChildProcess): LoopSample[] {
+function readLoopDelays(child: ChildProcess, workerHeap: { total?: number }): LoopSample[] {
   const samples: LoopSample[] = [];
   let rest = "";
   child.stderr?.on("data", (chunk: Buffer) => {
     const lines = (rest + chunk.toString()).split("\n");
     rest = lines.pop() ?? "";
     for (const line of lines) {
+      if (line.startsWith(WORKER_HEAP_PREFIX)) {
+        workerHeap.total = JSON.parse(line.slice(WORKER_HEAP_PREFIX.length)).heapTotal;
+      }
       if (!line.startsWith(LOOP_DELAY_PREFIX)) continue;
       const value = JSON.parse(line.slice(LOOP_DELAY_PREFIX.length)) as Omit<LoopSample, "at">;
       samples.push({ at: performance.now(), ...value });
@@ -139,6 +187,7 @@ function readLoopDelays(child: ChildProcess): LoopSample[] {
 }
 
 const LOOP_DELAY_PREFIX = "bench-loop-delay ";
+const WORKER_HEAP_PREFIX = "bench-worker-heap ";
 
 function summarize(samples: LoopSample[]): LoopDelay {
   const p99s = samples.map((s) => s.p99Ms).sort((a, b) => a - b);

@@ -25,6 +25,7 @@ import {
   benchService,
   dirBytes,
   killOnExit,
+  type MemoryBreakdown,
   READY_TIMEOUT_MS,
   repo,
   retry,
@@ -54,6 +55,8 @@ export interface ScaleOptions {
   cluster: boolean;
   /** Where the loaded broker (the one restarted with every service) writes a CPU profile. */
   cpuProfileDir?: string;
+  /** Where the loaded broker writes a heap snapshot after the load. */
+  heapSnapshotDir?: string;
   log: (line: string) => void;
 }
 
@@ -65,6 +68,8 @@ interface ScaleResult {
   /** From spawn until a request to each of a sample of services was answered. */
   readyMs: number;
   idleBrokerRssMiB: number;
+  /** The broker's heap, buffers and RSS, idle and after the load. */
+  memoryMiB: { idle?: MemoryBreakdown; afterLoad?: MemoryBreakdown };
   /** CPU of an idle broker and nats-server: the cost of keeping every consumer pulled. */
   idleCpuPercent: { broker: number; natsServer: number };
   /** NATS messages per second of the idle broker's connection. */
@@ -106,7 +111,7 @@ export async function runScale(opts: ScaleOptions): Promise<void> {
 async function scaleRun(
   services: number,
   saturationMs: number,
-  { log, cpuProfileDir }: ScaleOptions,
+  { log, cpuProfileDir, heapSnapshotDir }: ScaleOptions,
 ): Promise<ScaleResult> {
   const dir = tempDir("mg-scale-");
   const monitorPort = await freePort();
@@ -135,10 +140,19 @@ async function scaleRun(
       nodeId: NODE_ID,
       dataDir,
       cpuProfileDir,
+      heapSnapshotDir,
     });
     const restarted = await readyAfterRestart(server.url, broker, ids);
     log(`    restarted in ${restarted.restartMs} ms, ready in ${restarted.readyMs} ms`);
-    const measured = await loadAll(server, monitorUrl, broker, ids, saturationMs, log);
+    const measured = await loadAll(
+      server,
+      monitorUrl,
+      broker,
+      ids,
+      saturationMs,
+      log,
+      heapSnapshotDir !== undefined,
+    );
     return { services, registerMs, ...restarted, ...measured };
   } finally {
     await broker.stop();
@@ -223,12 +237,14 @@ async function readyAfterRestart(url: string, broker: BrokerChild, ids: string[]
 
 /** What an idle broker costs: its memory, CPU (its own and nats-server's) and NATS traffic. */
 async function idleCost(natsPid: number, monitorUrl: string, broker: BrokerChild) {
-  const idleBrokerRssMiB = processMemoryMiB(broker.pid).rssMiB;
   const connection = `magistral-${NODE_ID}`;
   const idleTraffic0 = await connTraffic(monitorUrl, connection);
   const meter = cpuMeter(natsPid, broker.pid);
   await sleep(IDLE_MS);
   const cost = meter.per(1);
+  // At the end of the idle period: the services have all started and settled.
+  const idleBrokerRssMiB = processMemoryMiB(broker.pid).rssMiB;
+  const idleMemory = broker.memory();
   const idleTraffic = trafficPer(
     idleTraffic0,
     await connTraffic(monitorUrl, connection),
@@ -238,7 +254,7 @@ async function idleCost(natsPid: number, monitorUrl: string, broker: BrokerChild
     broker: round3((cost.brokerUsPerMsg ?? 0) / (IDLE_MS * 10)),
     natsServer: round3(cost.natsServerUsPerMsg / (IDLE_MS * 10)),
   };
-  return { idleBrokerRssMiB, idleCpuPercent, idleTraffic };
+  return { idleBrokerRssMiB, idleMemory, idleCpuPercent, idleTraffic };
 }
 
 async function loadAll(
@@ -248,6 +264,7 @@ async function loadAll(
   ids: string[],
   saturationMs: number,
   log: (line: string) => void,
+  heapSnapshot: boolean,
 ) {
   const natsPid = server.process.pid!;
   const idle = await idleCost(natsPid, monitorUrl, broker);
@@ -281,8 +298,12 @@ async function loadAll(
     log(`    ${Math.round(throughput.opsPerSec)}/s, p99 ${throughput.latency.p99Ms} ms`);
     await journalCaughtUp(consumer.nc, NODE_ID, 30_000);
     const memory = processMemoryMiB(broker.pid);
+    const { idleMemory, ...idleRest } = idle;
+    log(`    memory idle ${describe(idleMemory)}; after the load ${describe(broker.memory())}`);
+    if (heapSnapshot) log(`    heap snapshot ${await broker.heapSnapshot()}`);
     return {
-      ...idle,
+      ...idleRest,
+      memoryMiB: { idle: idleMemory, afterLoad: broker.memory() },
       firstRoundPerSec: round3(firstRound.opsPerSec),
       throughput,
       cpuUsPerMsg,
@@ -383,5 +404,15 @@ function printScale(
     c
       ? `cluster R3: ${Math.round(c.opsPerSec)}/s, p99 ${c.latency.p99Ms} ms (${cluster.how})`
       : `cluster R3: failed: ${cluster.error}`,
+  );
+}
+
+function describe(m: MemoryBreakdown | undefined): string {
+  if (!m) return "not reported";
+  const worker = m.workerHeapTotal ?? 0;
+  const rest = m.rss - m.heapTotal - m.external - worker;
+  return (
+    `RSS ${m.rss} MiB = V8 heap ${m.heapTotal} (${m.heapUsed} used) + external ${m.external} ` +
+    `(buffers ${m.arrayBuffers}) + journal worker heap ${worker} + other ${rest}`
   );
 }
