@@ -87,6 +87,14 @@ export function parseJournalQuery(body: Record<string, unknown>): JournalQuery {
  * other filters are checked on the records it yields. Records come in the
  * order of their posting lists: by time, to within one write batch of the
  * journal where batches of several nodes overlap.
+ *
+ * LIMITATION: search order is by posting list (its earliest time), then by
+ * time within it. Where the event batches of several broker nodes overlap
+ * in time, a page can hold a record older than one of the page before: by
+ * milliseconds usually (the nodes' event batching), by as long as a node's
+ * events were held back when JetStream was unreachable. No record is
+ * skipped or given twice. Strict order would cost a merge of the postings
+ * over the whole range before the first page.
  */
 export async function searchJournal(store: JournalStore, q: JournalQuery): Promise<JournalPage> {
   const limit = Math.min(MAX_LIMIT, Math.max(1, q.limit ?? DEFAULT_LIMIT));

@@ -73,6 +73,12 @@ export function idlePullHeartbeatMs(mailboxes: number): number {
  *
  * A consumer that vanished (a known nats-server 2.9 fault on leader change)
  * or stopped sending heartbeats is recreated and the pulling resumes.
+ *
+ * LIMITATION: one durable consumer and one pull per service. When requests
+ * are spread thinly over many services, every delivery is a pull and an ack
+ * of its own on a consumer of its own: with 500 in flight over 10,000
+ * services a node carries 1,350-2,330 requests/s against 4,680-5,440 over
+ * 10, and nats-server spends four times the CPU per message.
  */
 export class Mailbox {
   private limit = 0;

@@ -134,9 +134,10 @@ export class StatsStore {
    * in memory and not yet handed to `flush`. It runs after every flush
    * queued before it, so no cell is counted twice.
    *
-   * LIMITATION: every minute cell of the range is read and its histogram
-   * decoded (about 30 µs each), so a month at minute detail over many
-   * services takes seconds; there are no hourly or daily rollups on disk.
+   * LIMITATION: every minute cell of the range is read, and a cell of more
+   * than 32 calls has its histogram decoded (about 30 µs each), so a month at
+   * minute detail over many busy services takes seconds; there are no hourly
+   * or daily rollups on disk.
    */
   query(q: StatsQuery, unflushed: Map<string, Cell> = new Map()): Promise<StatsRow[]> {
     return this.serialize(async () => {
