@@ -9,10 +9,12 @@ import type { RegistryView } from "../src/registry-view.ts";
 import type { LaneHealth } from "./lane.ts";
 import { type ServiceMsg, spawnService } from "./service.ts";
 
+/** A change of the services bucket: a service registered or changed, or removed. */
+export type ServiceChange = { put: ServiceDef } | { removed: string };
+
 export type RegistryMsg =
-  /** Registered or changed services, in batches: see `coalescing`. */
-  | { type: "servicesPut"; defs: ServiceDef[] }
-  | { type: "serviceRemoved"; id: string }
+  /** The bucket's changes in the order they came, in batches: see `coalescing`. */
+  | { type: "servicesChanged"; changes: ServiceChange[] }
   | { type: "health"; replyTo: Ref<LaneHealth[]> };
 
 interface RegistryState {
@@ -36,11 +38,12 @@ export function spawnRegistry(
     parent,
     (state: RegistryState, msg: RegistryMsg, actx) => {
       switch (msg.type) {
-        case "servicesPut":
-          for (const def of msg.defs) onServicePut(ctx, state, view, def, actx.self);
+        case "servicesChanged":
+          for (const change of msg.changes) {
+            if ("put" in change) onServicePut(ctx, state, view, change.put, actx.self);
+            else onServiceRemoved(state, view, change.removed);
+          }
           return state;
-        case "serviceRemoved":
-          return onServiceRemoved(state, view, msg.id);
         case "health":
           collectHealth(state, msg.replyTo);
           return state;
@@ -61,16 +64,18 @@ export function spawnRegistry(
   // message per service at start was 10,000 copies of a map growing to
   // 10,000 entries on a node with that many services. The follower awaits
   // between entries, so only a batch that spans the turn gathers them.
-  const putService = coalescing(
-    (defs: ServiceDef[]) => dispatch(registry, { type: "servicesPut", defs }),
+  // Removals go through the same batch, so a put and a removal of one
+  // service keep their order.
+  const change = coalescing(
+    (changes: ServiceChange[]) => dispatch(registry, { type: "servicesChanged", changes }),
     { across: "turn" },
   );
   const follower = new KvFollower(
     ctx.bus.nc,
     store.services,
     {
-      put: (_key, value) => putService(decodeValue(value) as ServiceDef),
-      remove: (key) => dispatch(registry, { type: "serviceRemoved", id: key }),
+      put: (_key, value) => change({ put: decodeValue(value) as ServiceDef }),
+      remove: (key) => change({ removed: key }),
     },
     ctx.log.child({ component: "registry" }),
   );
