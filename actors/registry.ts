@@ -39,9 +39,14 @@ export function spawnRegistry(
     (state: RegistryState, msg: RegistryMsg, actx) => {
       switch (msg.type) {
         case "servicesChanged":
+          // One bad entry must not cost the others of its batch.
           for (const change of msg.changes) {
-            if ("put" in change) onServicePut(ctx, state, view, change.put, actx.self);
-            else onServiceRemoved(state, view, change.removed);
+            try {
+              if ("put" in change) onServicePut(ctx, state, view, change.put, actx.self);
+              else onServiceRemoved(state, view, change.removed);
+            } catch (err) {
+              ctx.log.error({ err, component: "registry", change }, "service change not applied");
+            }
           }
           return state;
         case "health":
@@ -74,7 +79,7 @@ export function spawnRegistry(
     ctx.bus.nc,
     store.services,
     {
-      put: (_key, value) => change({ put: decodeValue(value) as ServiceDef }),
+      put: (key, value) => change({ put: entryOf<ServiceDef>(key, value) }),
       remove: (key) => change({ removed: key }),
     },
     ctx.log.child({ component: "registry" }),
@@ -83,12 +88,25 @@ export function spawnRegistry(
     ctx.bus.nc,
     store.agencies,
     {
-      put: (_key, value) => view.setAgency(decodeValue(value) as Agency),
+      put: (key, value) => view.setAgency(entryOf<Agency>(key, value)),
       remove: (key) => view.deleteAgency(key),
     },
     ctx.log.child({ component: "registry" }),
   );
   return { registry, followers: [follower, agencies] };
+}
+
+/**
+ * A bucket entry's definition, which the admin API stores under its own id;
+ * anything else was written to the bucket by hand and is refused (the
+ * follower logs it and passes over it).
+ */
+function entryOf<T extends { id: string }>(key: string, value: Uint8Array): T {
+  const entry = decodeValue(value) as T | undefined;
+  if (typeof entry !== "object" || entry === null || entry.id !== key) {
+    throw new Error(`the entry under ${key} is not a definition with that id`);
+  }
+  return entry;
 }
 
 function onServicePut(

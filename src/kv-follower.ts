@@ -108,12 +108,25 @@ export class KvFollower {
         seen.add(entry.key);
         if (replayAll || this.known.get(entry.key) !== entry.revision) {
           this.known.set(entry.key, entry.revision);
-          this.handlers.put(entry.key, entry.value, entry.revision);
+          this.hand(entry.key, entry.value, entry.revision);
         }
       } else {
         this.drop(entry.key);
       }
       if (initial && entry.delta === 0) finishInitial();
+    }
+  }
+
+  /**
+   * A value its handler cannot take (not MessagePack, not a definition) is
+   * logged and passed over: thrown, it would end the watch, which would
+   * start again at the same entry and never reach the changes after it.
+   */
+  private hand(key: string, value: Uint8Array, revision: number) {
+    try {
+      this.handlers.put(key, value, revision);
+    } catch (err) {
+      this.log.error({ err, key, revision }, "value not taken, passed over");
     }
   }
 

@@ -42,3 +42,24 @@ test("services put and removed in one burst of the bucket end removed, their act
     "their actors are stopped",
   );
 });
+
+test("a value in the services bucket that is not a definition is passed over; later services still register", async (t) => {
+  const bus = await startBus(t);
+  await bus.addAgency("fns");
+  const nc = await connect({ servers: bus.server.url });
+  t.teardown(() => nc.close());
+  const kv = await new Kvm(nc).open(BUCKET.services);
+  // 0xc1 is never valid MessagePack; 0x80 is an empty map, no definition.
+  await kv.put("garbage", new Uint8Array([0xc1, 0xc1, 0xc1]));
+  await kv.put("empty", new Uint8Array([0x80]));
+  await bus.admin.call("service.put", { service: { id: "after", owner: "fns" } });
+  await waitFor(() => bus.broker.view.get("after") !== undefined);
+  t.is(bus.broker.view.get("garbage"), undefined);
+  t.is(bus.broker.view.get("empty"), undefined);
+  const lanes = await bus.broker.health();
+  t.deepEqual(
+    lanes.map((lane) => lane.service),
+    ["after"],
+    "no actor for what is not a definition",
+  );
+});
