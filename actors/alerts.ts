@@ -71,7 +71,6 @@ interface AlertsState {
  */
 class RecordedStates {
   private readonly states = new Map<string, string>();
-  private synced = false;
   private readonly follower: KvFollower;
 
   constructor(ctx: NodeContext, bucket: KV, log: Logger) {
@@ -88,17 +87,29 @@ class RecordedStates {
       },
       log,
     );
-    this.follower.start().then(
-      () => {
-        this.synced = true;
-      },
-      (err) => log.warn({ err }, "alert states not followed; recoveries are checked in KV"),
-    );
+    this.follower
+      .start()
+      .catch((err) => log.warn({ err }, "alert states not followed; recoveries are checked in KV"));
   }
 
-  /** Whether `key` is known not to be recorded as `state`; false until the bucket is read. */
+  /**
+   * Whether `key` is known not to be recorded as `state`. Only while the
+   * watch is live and caught up: before the bucket is read, while the watch
+   * is restarted or after it failed, every transition asks KV.
+   *
+   * LIMITATION: a nats-server 2.9 watch can stop without a word; until the
+   * next reconnect or the minute's refresh restarts it, another node's
+   * "down" is not seen here, and a recovery this node's lanes report of
+   * such a key in that time is not alerted (lanes on other nodes still
+   * report theirs; this node's own records are kept by `record`).
+   */
   knownNotIn(key: string, state: string): boolean {
-    return this.synced && this.states.get(key) !== state;
+    return this.follower.live && this.states.get(key) !== state;
+  }
+
+  /** What this node itself recorded in KV, before its watch brings it back. */
+  record(key: string, state: string): void {
+    this.states.set(key, state);
   }
 
   stop(): Promise<void> {
@@ -204,6 +215,7 @@ function onTransition(
     .then(() => claimTransition(bucket, key, msg.state, onlyFrom))
     .then((previous) => {
       if (previous === false) return;
+      recorded.record(key, msg.state);
       if (msg.onlyFrom === undefined || previous === msg.onlyFrom) onWon();
     })
     .catch((err) => log.warn({ err, key }, "alert state not recorded"));

@@ -22,8 +22,11 @@ export class KvFollower {
   private current: { stop(): void } | undefined;
   private loop: Promise<void> | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
-  /** Whether the next watch hands over every value, changed or not. */
+  /** Whether the next watch hands over every value, changed or not; cleared once one has. */
   private replayAll = true;
+  /** When the bucket's stream was created, as the last watch found it. */
+  private bucketCreated: string | undefined;
+  private isLive = false;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -33,7 +36,17 @@ export class KvFollower {
     private readonly refreshMs = 60_000,
   ) {}
 
-  /** Resolves once the current values have been handed over. */
+  /**
+   * Whether a watch is running and has handed over the bucket's values, so
+   * what was handed over is current but for changes in flight. False before
+   * the first watch has caught up, while a watch is restarted, and after one
+   * failed.
+   */
+  get live(): boolean {
+    return this.isLive;
+  }
+
+  /** Resolves once the current values have been handed over, or the first watch failed. */
   start(): Promise<void> {
     let synced!: () => void;
     const ready = new Promise<void>((resolve) => {
@@ -48,6 +61,7 @@ export class KvFollower {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.isLive = false;
     clearInterval(this.refreshTimer);
     this.current?.stop();
     await this.loop;
@@ -69,6 +83,7 @@ export class KvFollower {
    */
   private restart(replayAll: boolean): void {
     this.replayAll ||= replayAll;
+    this.isLive = false;
     this.current?.stop();
   }
 
@@ -82,6 +97,7 @@ export class KvFollower {
         if (this.stopped || err instanceof ClosedConnectionError) return;
         failures++;
         this.replayAll = true;
+        this.isLive = false;
         this.log.warn({ err, failures }, "kv watch failed, restarting");
         synced();
       }
@@ -92,28 +108,40 @@ export class KvFollower {
   private async watchOnce(synced: () => void): Promise<void> {
     const seen = new Set<string>();
     let initial = true;
-    const replayAll = this.replayAll;
-    this.replayAll = false;
     const iter = await this.kv.watch();
     this.current = iter;
+    const status = await this.kv.status();
+    // A bucket deleted and made again starts its revisions over: what was
+    // known by revision says nothing about it.
+    const created = status.streamInfo.created;
+    if (this.bucketCreated !== undefined && created !== this.bucketCreated) this.replayAll = true;
+    this.bucketCreated = created;
+    // Cleared only once this watch has handed everything over: a watch
+    // restarted midway (the periodic refresh) must not end a full replay.
+    const replayAll = this.replayAll;
     const finishInitial = () => {
       initial = false;
       for (const key of this.known.keys()) if (!seen.has(key)) this.drop(key);
+      if (replayAll) this.replayAll = false;
+      this.isLive = true;
       synced();
     };
-    const pending = await this.kv.status().then((s) => s.values);
-    if (pending === 0) finishInitial();
-    for await (const entry of iter) {
-      if (entry.operation === "PUT") {
-        seen.add(entry.key);
-        if (replayAll || this.known.get(entry.key) !== entry.revision) {
-          this.known.set(entry.key, entry.revision);
-          this.hand(entry.key, entry.value, entry.revision);
+    try {
+      if (status.values === 0) finishInitial();
+      for await (const entry of iter) {
+        if (entry.operation === "PUT") {
+          seen.add(entry.key);
+          if (replayAll || this.known.get(entry.key) !== entry.revision) {
+            this.known.set(entry.key, entry.revision);
+            this.hand(entry.key, entry.value, entry.revision);
+          }
+        } else {
+          this.drop(entry.key);
         }
-      } else {
-        this.drop(entry.key);
+        if (initial && entry.delta === 0) finishInitial();
       }
-      if (initial && entry.delta === 0) finishInitial();
+    } finally {
+      this.isLive = false;
     }
   }
 

@@ -1,9 +1,13 @@
 import http from "node:http";
 import path from "node:path";
+import { AckPolicy, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import test from "ava";
 import type { Alert } from "../actors/alerts.ts";
 import { freePort } from "../cluster/nats-server.ts";
 import { RequestFailedError } from "../src/client.ts";
+import { decodeValue, encodeValue } from "../src/envelope.ts";
 import { startBrokerProcess } from "./helpers/broker-process.ts";
 import { startBus, waitFor } from "./helpers/bus.ts";
 
@@ -86,4 +90,54 @@ test("alerts are POSTed to the webhook; a dead webhook does not hold up delivery
   const answer = await c2.request("steady", "<q/>");
   t.is(new TextDecoder().decode(answer.payload), "<ok/>");
   t.true(Date.now() - started < 2_000);
+});
+
+test("a recovery is alerted when the node cannot watch the alerts bucket, and recorded for the next outage", async (t) => {
+  // An outage recorded by a node that has since restarted, in an alerts
+  // bucket whose one consumer slot is taken: this node's watch of it fails,
+  // its reads and writes do not.
+  let nc: NatsConnection | undefined;
+  const bus = await startBus(
+    t,
+    {},
+    {
+      beforeBroker: async (server) => {
+        nc = await connect({ servers: server.url });
+        const jsm = await jetstreamManager(nc);
+        await jsm.streams.add({
+          name: "KV_mg_alerts",
+          subjects: ["$KV.mg_alerts.>"],
+          max_msgs_per_subject: 1,
+          allow_rollup_hdrs: true,
+          deny_delete: true,
+          allow_direct: true,
+          max_consumers: 1,
+        });
+        await jsm.consumers.add("KV_mg_alerts", {
+          durable_name: "taken",
+          ack_policy: AckPolicy.None,
+        });
+        const kv = await new Kvm(nc).open("mg_alerts");
+        await kv.put("fragile.fns.health", encodeValue({ state: "down", at: Date.now() }));
+      },
+    },
+  );
+  t.teardown(() => nc?.close());
+  const fns = await bus.addAgency("fns");
+  const mfc = await bus.addAgency("mfc");
+  await bus.admin.call("service.put", { service: { id: "fragile", owner: "fns" } });
+  await waitFor(() => bus.broker.view.get("fragile") !== undefined);
+  fns.provide("fragile", () => "fine");
+  await mfc.request("fragile", "x");
+
+  const kinds = async () =>
+    (await bus.admin.call<Alert[]>("alert.list", { service: "fragile" })).map((a) => a.kind);
+  await waitFor(async () => (await kinds()).includes("service_recovered"), 10_000);
+  const kv = await new Kvm(nc!).open("mg_alerts");
+  const entry = await kv.get("fragile.fns.health");
+  t.is(
+    (decodeValue(entry!.value) as { state: string }).state,
+    "up",
+    "the next outage is a transition from up, so it is alerted",
+  );
 });

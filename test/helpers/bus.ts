@@ -23,9 +23,11 @@ let nodeSeq = 0;
 export async function startBus(
   t: ExecutionContext,
   options: Partial<BrokerOptions> = {},
+  setup: { beforeBroker?: (server: RunningNatsServer) => Promise<void> } = {},
 ): Promise<TestBus> {
   const dir = tempDir(t);
   const server = await natsServer(t, dir);
+  await setup.beforeBroker?.(server);
   const broker = await startBroker(t, server, dir, options);
   const admin = await AdminClient.connect({ servers: server.url });
   t.teardown(() => admin.close());
