@@ -94,7 +94,7 @@ export function newHistogram(): Histogram {
   // Two significant digits: percentiles within 1%, at a few KiB per open histogram.
   return build({
     lowestDiscernibleValue: 1,
-    highestTrackableValue: 3_600_000,
+    highestTrackableValue: LATENCY_CEILING_MS,
     numberOfSignificantValueDigits: 2,
   });
 }
@@ -109,9 +109,19 @@ export function countEvent(cell: Cell, event: MessageEvent): void {
   cell.bytes += event.bytes ?? 0;
   if (event.code) cell.codes[event.code] = (cell.codes[event.code] ?? 0) + 1;
   if (event.latencyMs !== undefined && event.latencyMs >= 0) {
-    recordLatency(cell, Math.max(1, Math.round(event.latencyMs)));
+    recordLatency(cell, Math.min(LATENCY_CEILING_MS, Math.max(1, Math.round(event.latencyMs))));
   }
 }
+
+/**
+ * The longest latency a histogram holds. A histogram read back from disk
+ * cannot grow, and one value past its range failed every later flush.
+ *
+ * LIMITATION: a call or response that took longer than an hour (an answer
+ * to a request queued through a long outage) is counted as taking an hour:
+ * percentiles and maxima above an hour read as one hour; counts are exact.
+ */
+export const LATENCY_CEILING_MS = 3_600_000;
 
 function recordLatency(cell: Cell, ms: number): void {
   if (cell.latency) {

@@ -210,3 +210,24 @@ test("a cell with few latencies keeps them as they are, and past a few holds a h
   const [large] = await store.query(range);
   t.like(large!.callMs, { count: 100, p50Ms: 50, p99Ms: 99, maxMs: 100 });
 });
+
+test("a latency over an hour counts as an hour, also into a histogram read back from disk", async (t) => {
+  const store = await StatsStore.open(path.join(tempDir(t), "stats"));
+  t.teardown(() => store.close());
+  const ab = { service: "a", agency: "c1", provider: "p1" };
+  const many = Array.from({ length: 40 }, (_, i) =>
+    event("delivered", BASE_MS + i, { ...ab, latencyMs: 10 }),
+  );
+  await store.flush(rollup(many), 1);
+  const late = event("delivered", BASE_MS + 50, { ...ab, latencyMs: 5 * HOUR_MS });
+  await store.flush(rollup([late]), 2);
+  await store.flush(rollup([event("delivered", BASE_MS + 51, { ...ab, latencyMs: 20 })]), 3);
+
+  const [row] = await store.query({
+    fromMs: BASE_MS,
+    toMs: BASE_MS + MINUTE_MS,
+    granularity: "all",
+  });
+  t.is(row!.callMs?.count, 42, "the flushes after the long one were kept");
+  t.true(Math.abs(row!.callMs!.maxMs - HOUR_MS) <= HOUR_MS * 0.01, "its latency reads as an hour");
+});

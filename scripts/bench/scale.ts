@@ -299,11 +299,13 @@ async function loadAll(
     await journalCaughtUp(consumer.nc, NODE_ID, 30_000);
     const memory = processMemoryMiB(broker.pid);
     const { idleMemory, ...idleRest } = idle;
-    log(`    memory idle ${describe(idleMemory)}; after the load ${describe(broker.memory())}`);
+    // Read before a heap snapshot, whose full collection shrinks the heap.
+    const afterLoad = broker.memory();
+    log(`    memory idle ${describe(idleMemory)}; after the load ${describe(afterLoad)}`);
     if (heapSnapshot) log(`    heap snapshot ${await broker.heapSnapshot()}`);
     return {
       ...idleRest,
-      memoryMiB: { idle: idleMemory, afterLoad: broker.memory() },
+      memoryMiB: { idle: idleMemory, afterLoad },
       firstRoundPerSec: round3(firstRound.opsPerSec),
       throughput,
       cpuUsPerMsg,
@@ -377,27 +379,36 @@ function printScale(
   log: (line: string) => void,
 ) {
   log("");
-  log(
-    "services  register ms  restart ms  ready ms  idle cpu broker/nats %  " +
-      "idle msgs/s pub/recv  first/s  msg/s  p99 ms  RSS idle/after MiB  journal B/msg",
+  const columns: [string, (r: ScaleResult) => string][] = [
+    ["services", (r) => String(r.services)],
+    ["register ms", (r) => String(r.registerMs)],
+    ["restart ms", (r) => String(r.restartMs)],
+    ["ready ms", (r) => String(r.readyMs)],
+    ["idle cpu broker/nats %", (r) => `${r.idleCpuPercent.broker}/${r.idleCpuPercent.natsServer}`],
+    [
+      "idle msgs/s pub/recv",
+      (r) => `${Math.round(r.idleTraffic.inMsgs)}/${Math.round(r.idleTraffic.outMsgs)}`,
+    ],
+    ["first/s", (r) => String(Math.round(r.firstRoundPerSec))],
+    ["msg/s", (r) => String(Math.round(r.throughput.opsPerSec))],
+    ["p99 ms", (r) => String(r.throughput.latency.p99Ms)],
+    [
+      "cpu µs/msg nats/broker",
+      (r) =>
+        `${Math.round(r.cpuUsPerMsg.natsServerUsPerMsg)}/${Math.round(r.cpuUsPerMsg.brokerUsPerMsg ?? 0)}`,
+    ],
+    [
+      "RSS idle/after MiB",
+      (r) => `${Math.round(r.idleBrokerRssMiB)}/${Math.round(r.brokerRssMiB)}`,
+    ],
+    ["journal B/msg", (r) => String(Math.round(r.journalBytesPerMsg))],
+  ];
+  const rows = results.map((r) => columns.map(([, cell]) => cell(r)));
+  const widths = columns.map(([name], i) =>
+    Math.max(name.length, ...rows.map((row) => row[i]!.length)),
   );
-  for (const r of results) {
-    log(
-      [
-        String(r.services).padEnd(8),
-        String(r.registerMs).padEnd(11),
-        String(r.restartMs).padEnd(10),
-        String(r.readyMs).padEnd(8),
-        `${r.idleCpuPercent.broker}/${r.idleCpuPercent.natsServer}`.padEnd(25),
-        `${Math.round(r.idleTraffic.inMsgs)}/${Math.round(r.idleTraffic.outMsgs)}`.padEnd(21),
-        String(Math.round(r.firstRoundPerSec)).padEnd(7),
-        String(Math.round(r.throughput.opsPerSec)).padEnd(5),
-        String(r.throughput.latency.p99Ms).padEnd(6),
-        `${Math.round(r.idleBrokerRssMiB)}/${Math.round(r.brokerRssMiB)}`.padEnd(18),
-        String(Math.round(r.journalBytesPerMsg)),
-      ].join("  "),
-    );
-  }
+  log(columns.map(([name], i) => name.padEnd(widths[i]!)).join("  "));
+  for (const row of rows) log(row.map((cell, i) => cell.padEnd(widths[i]!)).join("  "));
   if (!cluster) return;
   const c = cluster.throughput;
   log(
