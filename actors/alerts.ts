@@ -97,10 +97,10 @@ class RecordedStates {
    * watch is live and caught up: before the bucket is read, while the watch
    * is restarted or after it failed, every transition asks KV.
    *
-   * LIMITATION: a nats-server 2.9 watch can stop without a word; until the
-   * next reconnect or the minute's refresh restarts it, another node's
-   * "down" is not seen here, and a recovery this node's lanes report of
-   * such a key in that time is not alerted (lanes on other nodes still
+   * LIMITATION: a watch that fell silent (its consumer's NATS node died)
+   * is found by the follower's check within 5-10 s; until then another
+   * node's "down" is not seen here, and a recovery this node's lanes report
+   * of such a key in that time is not alerted (lanes on other nodes still
    * report theirs; this node's own records are kept by `record`).
    */
   knownNotIn(key: string, state: string): boolean {

@@ -1,10 +1,10 @@
 import { dispatch, query, type Ref, spawn, stop } from "nact";
+import { agencyEntry, serviceEntry } from "../src/bucket-entries.ts";
 import { coalescing } from "../src/coalesce.ts";
-import { decodeValue } from "../src/envelope.ts";
 import { KvFollower } from "../src/kv-follower.ts";
 import { recordActorRestart } from "../src/metrics.ts";
 import type { NodeContext } from "../src/node-context.ts";
-import type { Agency, RegistryStore, ServiceDef } from "../src/registry.ts";
+import type { RegistryStore, ServiceDef } from "../src/registry.ts";
 import type { RegistryView } from "../src/registry-view.ts";
 import type { LaneHealth } from "./lane.ts";
 import { type ServiceMsg, spawnService } from "./service.ts";
@@ -79,7 +79,7 @@ export function spawnRegistry(
     ctx.bus.nc,
     store.services,
     {
-      put: (key, value) => change({ put: entryOf<ServiceDef>(key, value) }),
+      put: (key, value) => change({ put: serviceEntry(key, value) }),
       remove: (key) => change({ removed: key }),
     },
     ctx.log.child({ component: "registry" }),
@@ -88,25 +88,12 @@ export function spawnRegistry(
     ctx.bus.nc,
     store.agencies,
     {
-      put: (key, value) => view.setAgency(entryOf<Agency>(key, value)),
+      put: (key, value) => view.setAgency(agencyEntry(key, value)),
       remove: (key) => view.deleteAgency(key),
     },
     ctx.log.child({ component: "registry" }),
   );
   return { registry, followers: [follower, agencies] };
-}
-
-/**
- * A bucket entry's definition, which the admin API stores under its own id;
- * anything else was written to the bucket by hand and is refused (the
- * follower logs it and passes over it).
- */
-function entryOf<T extends { id: string }>(key: string, value: Uint8Array): T {
-  const entry = decodeValue(value) as T | undefined;
-  if (typeof entry !== "object" || entry === null || entry.id !== key) {
-    throw new Error(`the entry under ${key} is not a definition with that id`);
-  }
-  return entry;
 }
 
 function onServicePut(

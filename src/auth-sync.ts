@@ -2,7 +2,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { KV } from "@nats-io/kv";
 import { renderAuthorization, type SystemUser } from "./auth.ts";
-import { decodeValue } from "./envelope.ts";
+import { agencyEntry, serviceEntry } from "./bucket-entries.ts";
 import { KvFollower } from "./kv-follower.ts";
 import type { Logger } from "./logger.ts";
 import type { BusConnection } from "./nats.ts";
@@ -106,8 +106,8 @@ export class AuthSync {
     const agencies = await this.bus.kvm.open(BUCKET.agencies);
     const services = await this.bus.kvm.open(BUCKET.services);
     this.followers = [
-      this.follow(agencies, this.agencies),
-      this.follow(services, this.services),
+      this.follow(agencies, this.agencies, agencyEntry),
+      this.follow(services, this.services, serviceEntry),
     ] as KvFollower[];
     await Promise.all(this.followers.map((f) => f.start()));
     this.synced = true;
@@ -172,13 +172,13 @@ export class AuthSync {
     this.settledAt = target;
   }
 
-  private follow<T>(kv: KV, into: Map<string, T>) {
+  private follow<T>(kv: KV, into: Map<string, T>, entry: (key: string, value: Uint8Array) => T) {
     return new KvFollower(
       this.bus.nc,
       kv,
       {
         put: (key, value) => {
-          into.set(key, decodeValue(value) as T);
+          into.set(key, entry(key, value));
           this.schedule();
         },
         remove: (key) => {

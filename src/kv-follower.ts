@@ -1,3 +1,4 @@
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ClosedConnectionError } from "@nats-io/transport-node";
@@ -8,12 +9,16 @@ export interface FollowerHandlers {
   remove(key: string): void;
 }
 
+/** How often a watch is checked against the bucket's stream. */
+const CHECK_MS = 5_000;
+
 /**
  * Follows a KV bucket: every current value, then every change. The watch is
  * restarted after an error, after a reconnect (a nats-server 2.9 watcher
- * can silently stop after a server restart) and periodically; each restart
- * hands over the current values (a periodic one only those that changed)
- * and removes keys that vanished meanwhile.
+ * can silently stop after a server restart), when it falls silent while the
+ * bucket changes, and periodically; each restart hands over the current
+ * values (a periodic one only those that changed) and removes keys that
+ * vanished meanwhile.
  */
 export class KvFollower {
   private stopped = false;
@@ -22,11 +27,19 @@ export class KvFollower {
   private current: { stop(): void } | undefined;
   private loop: Promise<void> | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
   /** Whether the next watch hands over every value, changed or not; cleared once one has. */
   private replayAll = true;
-  /** When the bucket's stream was created, as the last watch found it. */
+  /** When the bucket's stream was created, as last seen. */
   private bucketCreated: string | undefined;
   private isLive = false;
+  /** Bumped by every restart and by stop: a watch of an older one is outdated. */
+  private generation = 0;
+  /** The highest stream sequence the current watch has brought. */
+  private lastSeq = 0;
+  /** What the last check found the stream holding that the watch had not brought. */
+  private owed: { seq: number; broughtThen: number } | undefined;
+  private checking = false;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -34,13 +47,14 @@ export class KvFollower {
     private readonly handlers: FollowerHandlers,
     private readonly log: Logger,
     private readonly refreshMs = 60_000,
+    private readonly checkMs = CHECK_MS,
   ) {}
 
   /**
    * Whether a watch is running and has handed over the bucket's values, so
-   * what was handed over is current but for changes in flight. False before
-   * the first watch has caught up, while a watch is restarted, and after one
-   * failed.
+   * what was handed over is current but for changes in flight, or for a
+   * watch fallen silent since the last check. False before the first watch
+   * has caught up, while a watch is restarted, and after one failed.
    */
   get live(): boolean {
     return this.isLive;
@@ -54,15 +68,23 @@ export class KvFollower {
     });
     this.loop = this.run(synced);
     this.watchStatus();
-    this.refreshTimer = setInterval(() => this.restart(false), this.refreshMs);
+    // A watch still catching up is left to finish: restarting it would
+    // start its replay over, and a long one would never end.
+    this.refreshTimer = setInterval(() => {
+      if (this.isLive) this.restart(false);
+    }, this.refreshMs);
     this.refreshTimer.unref();
+    this.checkTimer = setInterval(() => void this.check(), this.checkMs);
+    this.checkTimer.unref();
     return ready;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.isLive = false;
+    this.generation++;
     clearInterval(this.refreshTimer);
+    clearInterval(this.checkTimer);
     this.current?.stop();
     await this.loop;
   }
@@ -78,13 +100,59 @@ export class KvFollower {
    * Restarts the watch. A periodic refresh hands over only what changed:
    * handing all 10,000 services of a node to the registry every minute
    * stalled its event loop for seconds (npm run bench --scale). After a
-   * reconnect or a failed watch every value is handed over again, so what
-   * follows can check its own state against the server's.
+   * reconnect, a failed or silent watch, or a bucket made again, every value
+   * is handed over again, so what follows can check its own state against
+   * the server's.
    */
   private restart(replayAll: boolean): void {
     this.replayAll ||= replayAll;
     this.isLive = false;
+    this.generation++;
+    this.owed = undefined;
     this.current?.stop();
+  }
+
+  /**
+   * A watch whose consumer is gone (its NATS node died, the consumer was
+   * deleted) brings nothing more and says nothing: if the stream holds a
+   * message the watch had not brought at the last check, still has it, and
+   * the watch brought nothing since, the watch is restarted. A bucket made
+   * again (its stream's creation time moved) is replayed whole.
+   */
+  private async check(): Promise<void> {
+    if (this.stopped || this.checking || !this.current) return;
+    this.checking = true;
+    try {
+      const info = (await this.kv.status()).streamInfo;
+      if (this.bucketCreated !== undefined && info.created !== this.bucketCreated) {
+        this.log.warn("kv bucket made again, replaying it");
+        this.restart(true);
+        return;
+      }
+      const owed = this.owed;
+      if (owed && this.lastSeq < owed.seq && this.lastSeq === owed.broughtThen) {
+        if (await this.stillStored(info.config.name, owed.seq)) {
+          this.log.warn(
+            { owed: owed.seq, brought: this.lastSeq },
+            "kv watch fell silent, restarting",
+          );
+          this.restart(true);
+          return;
+        }
+      }
+      const last = info.state.last_seq;
+      this.owed = last > this.lastSeq ? { seq: last, broughtThen: this.lastSeq } : undefined;
+    } catch {
+      // JetStream unreachable: a reconnect or the watch's own failure restarts it.
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  /** Whether the stream still holds `seq`: one that expired was never owed to a new watch. */
+  private async stillStored(stream: string, seq: number): Promise<boolean> {
+    const jsm = await jetstreamManager(this.nc);
+    return (await jsm.streams.getMessage(stream, { seq }).catch(() => null)) !== null;
   }
 
   private async run(synced: () => void): Promise<void> {
@@ -106,29 +174,35 @@ export class KvFollower {
   }
 
   private async watchOnce(synced: () => void): Promise<void> {
+    const generation = this.generation;
     const seen = new Set<string>();
     let initial = true;
     const iter = await this.kv.watch();
     this.current = iter;
-    const status = await this.kv.status();
-    // A bucket deleted and made again starts its revisions over: what was
-    // known by revision says nothing about it.
-    const created = status.streamInfo.created;
-    if (this.bucketCreated !== undefined && created !== this.bucketCreated) this.replayAll = true;
-    this.bucketCreated = created;
-    // Cleared only once this watch has handed everything over: a watch
-    // restarted midway (the periodic refresh) must not end a full replay.
-    const replayAll = this.replayAll;
-    const finishInitial = () => {
-      initial = false;
-      for (const key of this.known.keys()) if (!seen.has(key)) this.drop(key);
-      if (replayAll) this.replayAll = false;
-      this.isLive = true;
-      synced();
-    };
+    this.lastSeq = 0;
     try {
+      // Stopped or restarted while the watch was being made: it is outdated.
+      if (this.stopped || generation !== this.generation) return;
+      const status = await this.kv.status();
+      // A bucket deleted and made again starts its revisions over: what was
+      // known by revision says nothing about it.
+      const created = status.streamInfo.created;
+      if (this.bucketCreated !== undefined && created !== this.bucketCreated) this.replayAll = true;
+      this.bucketCreated = created;
+      // Cleared only once this watch has handed everything over: a watch
+      // restarted midway must not end a full replay.
+      const replayAll = this.replayAll;
+      const finishInitial = () => {
+        initial = false;
+        for (const key of this.known.keys()) if (!seen.has(key)) this.drop(key);
+        if (replayAll) this.replayAll = false;
+        if (generation === this.generation) this.isLive = true;
+        synced();
+      };
       if (status.values === 0) finishInitial();
       for await (const entry of iter) {
+        if (generation !== this.generation) break;
+        this.lastSeq = Math.max(this.lastSeq, entry.revision);
         if (entry.operation === "PUT") {
           seen.add(entry.key);
           if (replayAll || this.known.get(entry.key) !== entry.revision) {
@@ -141,6 +215,7 @@ export class KvFollower {
         if (initial && entry.delta === 0) finishInitial();
       }
     } finally {
+      iter.stop();
       this.isLive = false;
     }
   }
@@ -160,7 +235,11 @@ export class KvFollower {
 
   private drop(key: string) {
     if (!this.known.delete(key)) return;
-    this.handlers.remove(key);
+    try {
+      this.handlers.remove(key);
+    } catch (err) {
+      this.log.error({ err, key }, "removal not taken, passed over");
+    }
   }
 }
 

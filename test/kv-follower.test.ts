@@ -114,3 +114,76 @@ test("live only while a watch runs and has caught up: not after the watch failed
   await waitFor(() => follower.live, 15_000);
   t.true(follower.live);
 });
+
+test("a watch whose consumer vanished is found silent and restarted; the change it missed arrives", async (t) => {
+  const server = await startNatsServer({
+    name: "kv-silent",
+    storeDir: path.join(tempDir(t), "js"),
+  });
+  t.teardown(() => server.kill());
+  const nc = await connect({ servers: server.url });
+  t.teardown(() => nc.close());
+  const kv = await new Kvm(nc).create("silent");
+  await kv.put("a", "1");
+  const values = new Map<string, string>();
+  const handlers = {
+    put: (key: string, value: Uint8Array) => values.set(key, new TextDecoder().decode(value)),
+    remove: (key: string) => values.delete(key),
+  };
+  const follower = new KvFollower(nc, kv, handlers, componentLogger("test"), 60_000, 300);
+  t.teardown(() => follower.stop());
+  await follower.start();
+
+  // As when the NATS node that held the watch's consumer dies: no error, no end.
+  const jsm = await jetstreamManager(nc);
+  for await (const c of jsm.consumers.list("KV_silent"))
+    await jsm.consumers.delete("KV_silent", c.name);
+  await kv.put("a", "2");
+  await waitFor(() => values.get("a") === "2", 10_000);
+  t.is(values.get("a"), "2");
+  await waitFor(() => follower.live, 5_000);
+});
+
+test("stop while a watch is being made ends the follower", async (t) => {
+  const server = await startNatsServer({ name: "kv-stop", storeDir: path.join(tempDir(t), "js") });
+  t.teardown(() => server.kill());
+  const nc = await connect({ servers: server.url });
+  t.teardown(() => nc.close());
+  const kv = await new Kvm(nc).create("stopping");
+  await kv.put("a", "1");
+  const follower = new KvFollower(
+    nc,
+    kv,
+    { put: () => {}, remove: () => {} },
+    componentLogger("test"),
+  );
+  void follower.start();
+  const stopped = follower.stop().then(() => "stopped");
+  const outcome = await Promise.race([stopped, sleep(5_000).then(() => "hung")]);
+  t.is(outcome, "stopped");
+  t.false(follower.live);
+});
+
+test("a refresh due while a long replay runs waits for it: the follower catches up", async (t) => {
+  const server = await startNatsServer({ name: "kv-long", storeDir: path.join(tempDir(t), "js") });
+  t.teardown(() => server.kill());
+  const nc = await connect({ servers: server.url });
+  t.teardown(() => nc.close());
+  const kv = await new Kvm(nc).create("long");
+  await Promise.all(Array.from({ length: 20_000 }, (_, i) => kv.put(`k${i}`, "v")));
+  let puts = 0;
+  const follower = new KvFollower(
+    nc,
+    kv,
+    { put: () => puts++, remove: () => {} },
+    componentLogger("test"),
+    10,
+  );
+  t.teardown(() => follower.stop());
+  const caughtUp = await Promise.race([
+    follower.start().then(() => true),
+    sleep(15_000).then(() => false),
+  ]);
+  t.true(caughtUp, "the first replay finished");
+  t.true(puts >= 20_000);
+});

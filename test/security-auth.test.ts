@@ -1,11 +1,14 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { Kvm } from "@nats-io/kv";
 import { PermissionViolationError } from "@nats-io/transport-node";
 import test from "ava";
 import { permissionsOf } from "../src/auth.ts";
 import { applyAuthorization, authInclude } from "../src/auth-sync.ts";
+import { encodeValue } from "../src/envelope.ts";
 import { connectAs } from "../src/isolation-probes.ts";
 import type { Agency, ServiceDef } from "../src/registry.ts";
+import { BUCKET } from "../src/subjects.ts";
 import { waitFor } from "./helpers/bus.ts";
 import { tempDir } from "./helpers/nats.ts";
 import { startSecureBus } from "./helpers/secure-bus.ts";
@@ -188,4 +191,27 @@ test("servers sharing one auth file are all told to reload, and an unchanged fil
   t.is(applyAuthorization("authorization { users: [] }\n", targets).length, 0);
   t.is(readFileSync(authFile, "utf8"), "authorization { users: [] }\n");
   t.is(authInclude(path.join(dir, "n1.conf"), authFile), 'include "auth.conf"');
+});
+
+test("agency and service entries written to the buckets by hand are passed over; the others still log in", async (t) => {
+  const bus = await startSecureBus((fn) => t.teardown(fn));
+  const kvm = new Kvm(bus.admin.nc);
+  const agencies = await kvm.open(BUCKET.agencies);
+  const services = await kvm.open(BUCKET.services);
+  await agencies.put("oops", encodeValue({ id: "oops", name: "oops" }));
+  await agencies.put("junk", encodeValue("x"));
+  await services.put("stray", encodeValue({ id: "stray" }));
+  await bus.addAgency("fns", ["provider"]);
+  await bus.addAgency("mfc", ["consumer"]);
+  await bus.admin.call("service.put", { service: { id: "echo", owner: "fns" } });
+  await waitFor(() => bus.broker.view.get("echo") !== undefined);
+  await bus.settled();
+  const fns = await bus.connect("fns");
+  const mfc = await bus.connect("mfc");
+  fns.provide("echo", (req) => `echo:${text(req.payload)}`);
+
+  const answer = await mfc.request("echo", "hello", { timeoutMs: 15_000 });
+  t.is(text(answer.payload), "echo:hello");
+  t.is(bus.broker.view.agency("oops"), undefined);
+  t.is(bus.broker.view.get("stray"), undefined);
 });
