@@ -52,9 +52,9 @@ const QUERY_TIMEOUT_MS = 10_000;
  * with one actor per service, journal) and the agency and admin APIs.
  *
  * LIMITATION: a node on two cores carries 3,500-4,800 requests/s at 256 B,
- * 0.14-0.17 of raw JetStream's publish rate: an exchange is ten NATS
+ * 0.12-0.17 of raw JetStream's publish rate: an exchange is ten NATS
  * messages for the node, and the same hops with no bus logic reach only
- * 0.18-0.21 (npm run bench, docs/performance.md).
+ * 0.15-0.28 (npm run bench, docs/performance.md).
  *
  * LIMITATION: memory grows under load by 240-310 MiB above the idle ~100 MiB
  * plus ~18 KiB per registered service, as V8's heap runs two to three times
