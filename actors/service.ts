@@ -10,34 +10,22 @@ import {
 } from "../src/delivery.ts";
 import { decodeEnvelope, type Envelope } from "../src/envelope.ts";
 import { ErrorCode, type WireError } from "../src/errors.ts";
-import type { Logger } from "../src/logger.ts";
-import { idlePullHeartbeatMs, Mailbox } from "../src/mailbox.ts";
 import { recordActorRestart } from "../src/metrics.ts";
 import type { NodeContext } from "../src/node-context.ts";
-import { providersOf, type ServiceDef } from "../src/registry.ts";
-import { lane as laneNames } from "../src/subjects.ts";
+import type { ServiceDef } from "../src/registry.ts";
 import { type CircuitOwner, halfOpen, reconcile, recordOutcome } from "./circuit.ts";
 import {
-  applyAllowance,
   attemptOf,
   finish,
   healthNow,
   type Lane,
   type LaneHealth,
-  laneConsumerConfig,
-  mailboxKey,
   mayCall,
-  newLane,
   putBack,
   sinceAccepted,
   trackLatency,
 } from "./lane.ts";
-
-/** A message a lane's mailbox pulled. */
-interface Delivery {
-  provider: string;
-  msg: JsMsg;
-}
+import { closeLane, type Delivery, type LaneOwner, syncLanes } from "./service-lanes.ts";
 
 /** A provider call that ended, with what it was for. */
 interface Settled {
@@ -67,12 +55,7 @@ export type ServiceMsg =
 
 type Of<T extends ServiceMsg["type"]> = Extract<ServiceMsg, { type: T }>;
 
-interface ServiceState {
-  def: ServiceDef;
-  log: Logger;
-  lanes: Map<string, Lane>;
-  /** Hands a delivery to this actor, in a batch with those of the same turn. */
-  deliver: (item: Delivery) => void;
+interface ServiceState extends LaneOwner {
   /** Hands a settled call to this actor, in a batch with those of the same turn. */
   settle: (item: Settled) => void;
 }
@@ -160,62 +143,6 @@ function handle(ctx: NodeContext, state: ServiceState, msg: ServiceMsg, self: Re
       break;
   }
   return state;
-}
-
-/**
- * Opens a lane per provider the service has now, and closes lanes of providers it lost.
- * LIMITATION: a closed lane's queued requests wait in MG_QUEUE, unanswered,
- * until that provider is added back.
- */
-function syncLanes(ctx: NodeContext, state: ServiceState) {
-  const { def } = state;
-  const wanted = new Set(providersOf(def));
-  for (const [provider, lane] of state.lanes) {
-    if (!wanted.has(provider)) {
-      closeLane(ctx, state, lane);
-      state.lanes.delete(provider);
-    }
-  }
-  for (const provider of wanted) {
-    let lane = state.lanes.get(provider);
-    if (!lane) {
-      lane = openLane(ctx, state, provider);
-      state.lanes.set(provider, lane);
-    } else {
-      lane.breaker.setPolicy(def.circuit);
-      lane.mailbox.ensureConsumer().catch((err) => state.log.warn({ err }, "consumer not updated"));
-    }
-    applyAllowance(lane, def);
-  }
-}
-
-function openLane(ctx: NodeContext, state: ServiceState, provider: string): Lane {
-  const key = mailboxKey(state.def, provider);
-  // A reset after a crash builds a fresh state: stop the old mailbox first,
-  // so one node never pulls the same consumer twice.
-  ctx.mailboxes
-    .get(key)
-    ?.stop()
-    .catch(() => {});
-  const names = laneNames(state.def.id, provider, state.def.broadcast);
-  const mailbox = new Mailbox(ctx.bus.js, ctx.bus.jsm, {
-    stream: names.stream,
-    durable: names.durable,
-    config: () => laneConsumerConfig(state.def, provider),
-    onMessage: (msg) => state.deliver({ provider, msg }),
-    log: state.log.child({ provider }),
-    pullHeartbeatMs: () => idlePullHeartbeatMs(ctx.mailboxes.size),
-  });
-  ctx.mailboxes.set(key, mailbox);
-  mailbox.start();
-  return newLane(state.def, provider, ctx.nodeId, mailbox);
-}
-
-function closeLane(ctx: NodeContext, state: ServiceState, lane: Lane) {
-  clearTimeout(lane.halfOpenTimer);
-  const key = mailboxKey(state.def, lane.provider);
-  if (ctx.mailboxes.get(key) === lane.mailbox) ctx.mailboxes.delete(key);
-  lane.mailbox.stop().catch(() => {});
 }
 
 function onDelivery(

@@ -25,7 +25,6 @@ import {
   benchService,
   dirBytes,
   killOnExit,
-  type MemoryBreakdown,
   READY_TIMEOUT_MS,
   repo,
   retry,
@@ -40,12 +39,12 @@ import {
   payloadText,
   processMemoryMiB,
   round3,
-  type SaturationResult,
   saturate,
   sleep,
   trafficPer,
 } from "./measure.ts";
 import { machine, writeResults } from "./report.ts";
+import { type ClusterResult, describe, printScale, type ScaleResult } from "./scale-report.ts";
 
 export interface ScaleOptions {
   quick: boolean;
@@ -58,29 +57,6 @@ export interface ScaleOptions {
   /** Where the loaded broker writes a heap snapshot after the load. */
   heapSnapshotDir?: string;
   log: (line: string) => void;
-}
-
-interface ScaleResult {
-  services: number;
-  registerMs: number;
-  /** A broker restarted with every service registered: spawn until it said it runs. */
-  restartMs: number;
-  /** From spawn until a request to each of a sample of services was answered. */
-  readyMs: number;
-  idleBrokerRssMiB: number;
-  /** The broker's heap, buffers and RSS, idle and after the load. */
-  memoryMiB: { idle?: MemoryBreakdown; afterLoad?: MemoryBreakdown };
-  /** CPU of an idle broker and nats-server: the cost of keeping every consumer pulled. */
-  idleCpuPercent: { broker: number; natsServer: number };
-  /** NATS messages per second of the idle broker's connection. */
-  idleTraffic: ReturnType<typeof trafficPer>;
-  /** Requests a second over one call to every service, before the warm-up. */
-  firstRoundPerSec: number;
-  throughput: SaturationResult;
-  cpuUsPerMsg: ReturnType<ReturnType<typeof cpuMeter>["per"]>;
-  brokerRssMiB: number;
-  brokerPeakRssMiB: number;
-  journalBytesPerMsg: number;
 }
 
 const NODE_ID = "bench1";
@@ -144,15 +120,11 @@ async function scaleRun(
     });
     const restarted = await readyAfterRestart(server.url, broker, ids);
     log(`    restarted in ${restarted.restartMs} ms, ready in ${restarted.readyMs} ms`);
-    const measured = await loadAll(
-      server,
-      monitorUrl,
-      broker,
-      ids,
+    const measured = await loadAll(server, monitorUrl, broker, ids, {
       saturationMs,
       log,
-      heapSnapshotDir !== undefined,
-    );
+      heapSnapshot: heapSnapshotDir !== undefined,
+    });
     return { services, registerMs, ...restarted, ...measured };
   } finally {
     await broker.stop();
@@ -257,14 +229,19 @@ async function idleCost(natsPid: number, monitorUrl: string, broker: BrokerChild
   return { idleBrokerRssMiB, idleMemory, idleCpuPercent, idleTraffic };
 }
 
+interface LoadOptions {
+  saturationMs: number;
+  log: (line: string) => void;
+  /** Whether to take a heap snapshot of the broker after the load. */
+  heapSnapshot: boolean;
+}
+
 async function loadAll(
   server: RunningNatsServer,
   monitorUrl: string,
   broker: BrokerChild,
   ids: string[],
-  saturationMs: number,
-  log: (line: string) => void,
-  heapSnapshot: boolean,
+  { saturationMs, log, heapSnapshot }: LoadOptions,
 ) {
   const natsPid = server.process.pid!;
   const idle = await idleCost(natsPid, monitorUrl, broker);
@@ -320,15 +297,6 @@ async function loadAll(
   }
 }
 
-interface ClusterResult {
-  replicas: number;
-  natsServers: number;
-  /** How the cluster was started. */
-  how: string;
-  throughput?: SaturationResult;
-  error?: string;
-}
-
 /** One broker against three routed nats-servers, every stream and bucket with three replicas. */
 async function clusterRun(
   saturationMs: number,
@@ -371,59 +339,4 @@ async function clusterRun(
     await cluster.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function printScale(
-  results: ScaleResult[],
-  cluster: ClusterResult | undefined,
-  log: (line: string) => void,
-) {
-  log("");
-  const columns: [string, (r: ScaleResult) => string][] = [
-    ["services", (r) => String(r.services)],
-    ["register ms", (r) => String(r.registerMs)],
-    ["restart ms", (r) => String(r.restartMs)],
-    ["ready ms", (r) => String(r.readyMs)],
-    ["idle cpu broker/nats %", (r) => `${r.idleCpuPercent.broker}/${r.idleCpuPercent.natsServer}`],
-    [
-      "idle msgs/s pub/recv",
-      (r) => `${Math.round(r.idleTraffic.inMsgs)}/${Math.round(r.idleTraffic.outMsgs)}`,
-    ],
-    ["first/s", (r) => String(Math.round(r.firstRoundPerSec))],
-    ["msg/s", (r) => String(Math.round(r.throughput.opsPerSec))],
-    ["p99 ms", (r) => String(r.throughput.latency.p99Ms)],
-    [
-      "cpu µs/msg nats/broker",
-      (r) =>
-        `${Math.round(r.cpuUsPerMsg.natsServerUsPerMsg)}/${Math.round(r.cpuUsPerMsg.brokerUsPerMsg ?? 0)}`,
-    ],
-    [
-      "RSS idle/after MiB",
-      (r) => `${Math.round(r.idleBrokerRssMiB)}/${Math.round(r.brokerRssMiB)}`,
-    ],
-    ["journal B/msg", (r) => String(Math.round(r.journalBytesPerMsg))],
-  ];
-  const rows = results.map((r) => columns.map(([, cell]) => cell(r)));
-  const widths = columns.map(([name], i) =>
-    Math.max(name.length, ...rows.map((row) => row[i]!.length)),
-  );
-  log(columns.map(([name], i) => name.padEnd(widths[i]!)).join("  "));
-  for (const row of rows) log(row.map((cell, i) => cell.padEnd(widths[i]!)).join("  "));
-  if (!cluster) return;
-  const c = cluster.throughput;
-  log(
-    c
-      ? `cluster R3: ${Math.round(c.opsPerSec)}/s, p99 ${c.latency.p99Ms} ms (${cluster.how})`
-      : `cluster R3: failed: ${cluster.error}`,
-  );
-}
-
-function describe(m: MemoryBreakdown | undefined): string {
-  if (!m) return "not reported";
-  const worker = m.workerHeapTotal ?? 0;
-  const rest = m.rss - m.heapTotal - m.external - worker;
-  return (
-    `RSS ${m.rss} MiB = V8 heap ${m.heapTotal} (${m.heapUsed} used) + external ${m.external} ` +
-    `(buffers ${m.arrayBuffers}) + journal worker heap ${worker} + other ${rest}`
-  );
 }
