@@ -216,7 +216,7 @@ function onTransition(
     .then((previous) => {
       if (previous === false) return;
       recorded.record(key, msg.state);
-      if (msg.onlyFrom === undefined || previous === msg.onlyFrom) onWon();
+      if (onlyFrom === undefined || previous === onlyFrom) onWon();
     })
     .catch((err) => log.warn({ err, key }, "alert state not recorded"));
   state.chains.set(key, next);

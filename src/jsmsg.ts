@@ -8,9 +8,15 @@ const WORKING = encoder.encode("+WPI");
 const TERM = encoder.encode("+TERM");
 const NANOS_PER_MS = 1_000_000;
 
-/** `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, as nats-server 2.9 sends. */
+/**
+ * `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, as
+ * nats-server 2.9 sends.
+ */
 const SHORT_ACK_TOKENS = 9;
-/** The newer form adds `<domain>.<account hash>` after `$JS.ACK` (and may add a token at the end). */
+/**
+ * The newer form adds `<domain>.<account hash>` after `$JS.ACK` (and may
+ * add a token at the end).
+ */
 const LONG_ACK_TOKENS = 11;
 
 /**

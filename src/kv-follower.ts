@@ -124,7 +124,7 @@ export class KvFollower {
     this.checking = true;
     try {
       const info = (await this.kv.status()).streamInfo;
-      if (this.bucketCreated !== undefined && info.created !== this.bucketCreated) {
+      if (this.remade(info.created)) {
         this.log.warn("kv bucket made again, replaying it");
         this.restart(true);
         return;
@@ -147,6 +147,17 @@ export class KvFollower {
     } finally {
       this.checking = false;
     }
+  }
+
+  /**
+   * Whether the bucket's stream was made again since it was last seen (its
+   * creation time moved): its revisions start over, so what was known by
+   * revision says nothing about it.
+   */
+  private remade(created: string): boolean {
+    const remade = this.bucketCreated !== undefined && created !== this.bucketCreated;
+    this.bucketCreated = created;
+    return remade;
   }
 
   /** Whether the stream still holds `seq`: one that expired was never owed to a new watch. */
@@ -184,11 +195,7 @@ export class KvFollower {
       // Stopped or restarted while the watch was being made: it is outdated.
       if (this.stopped || generation !== this.generation) return;
       const status = await this.kv.status();
-      // A bucket deleted and made again starts its revisions over: what was
-      // known by revision says nothing about it.
-      const created = status.streamInfo.created;
-      if (this.bucketCreated !== undefined && created !== this.bucketCreated) this.replayAll = true;
-      this.bucketCreated = created;
+      if (this.remade(status.streamInfo.created)) this.replayAll = true;
       // Cleared only once this watch has handed everything over: a watch
       // restarted midway must not end a full replay.
       const replayAll = this.replayAll;
