@@ -4,7 +4,7 @@ import path from "node:path";
 import { AckPolicy, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { startNatsServer } from "../cluster/nats-server.ts";
 import { KvFollower } from "../src/kv-follower.ts";
 import { componentLogger } from "../src/logger.ts";
@@ -12,6 +12,15 @@ import { waitFor } from "./helpers/bus.ts";
 import { tempDir } from "./helpers/nats.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A nats-server of the test's own and a connection to it, both closed at teardown. */
+async function serverConnection(t: ExecutionContext, name: string) {
+  const server = await startNatsServer({ name, storeDir: path.join(tempDir(t), "js") });
+  t.teardown(() => server.kill());
+  const nc = await connect({ servers: server.url });
+  t.teardown(() => nc.close());
+  return nc;
+}
 
 test("a refresh hands over only changed values; after a server restart, every value", async (t) => {
   const spec = { name: "kv-follow", storeDir: path.join(tempDir(t), "js") };
@@ -47,13 +56,7 @@ test("a refresh hands over only changed values; after a server restart, every va
 });
 
 test("a bucket deleted and made again is handed over again, though its revisions start over", async (t) => {
-  const server = await startNatsServer({
-    name: "kv-remade",
-    storeDir: path.join(tempDir(t), "js"),
-  });
-  t.teardown(() => server.kill());
-  const nc = await connect({ servers: server.url });
-  t.teardown(() => nc.close());
+  const nc = await serverConnection(t, "kv-remade");
   const kvm = new Kvm(nc);
   let kv = await kvm.create("remade");
   await kv.put("a", "old");
@@ -78,13 +81,7 @@ test("a bucket deleted and made again is handed over again, though its revisions
 });
 
 test("live only while a watch runs and has caught up: not after the watch failed", async (t) => {
-  const server = await startNatsServer({
-    name: "kv-blocked",
-    storeDir: path.join(tempDir(t), "js"),
-  });
-  t.teardown(() => server.kill());
-  const nc = await connect({ servers: server.url });
-  t.teardown(() => nc.close());
+  const nc = await serverConnection(t, "kv-blocked");
   const jsm = await jetstreamManager(nc);
   // A bucket's stream that admits one consumer, taken: the watch cannot start.
   await jsm.streams.add({
@@ -116,13 +113,7 @@ test("live only while a watch runs and has caught up: not after the watch failed
 });
 
 test("a watch whose consumer vanished is found silent and restarted; the change it missed arrives", async (t) => {
-  const server = await startNatsServer({
-    name: "kv-silent",
-    storeDir: path.join(tempDir(t), "js"),
-  });
-  t.teardown(() => server.kill());
-  const nc = await connect({ servers: server.url });
-  t.teardown(() => nc.close());
+  const nc = await serverConnection(t, "kv-silent");
   const kv = await new Kvm(nc).create("silent");
   await kv.put("a", "1");
   const values = new Map<string, string>();
@@ -145,10 +136,7 @@ test("a watch whose consumer vanished is found silent and restarted; the change 
 });
 
 test("stop while a watch is being made ends the follower", async (t) => {
-  const server = await startNatsServer({ name: "kv-stop", storeDir: path.join(tempDir(t), "js") });
-  t.teardown(() => server.kill());
-  const nc = await connect({ servers: server.url });
-  t.teardown(() => nc.close());
+  const nc = await serverConnection(t, "kv-stop");
   const kv = await new Kvm(nc).create("stopping");
   await kv.put("a", "1");
   const follower = new KvFollower(
@@ -165,10 +153,7 @@ test("stop while a watch is being made ends the follower", async (t) => {
 });
 
 test("a refresh due while a long replay runs waits for it: the follower catches up", async (t) => {
-  const server = await startNatsServer({ name: "kv-long", storeDir: path.join(tempDir(t), "js") });
-  t.teardown(() => server.kill());
-  const nc = await connect({ servers: server.url });
-  t.teardown(() => nc.close());
+  const nc = await serverConnection(t, "kv-long");
   const kv = await new Kvm(nc).create("long");
   await Promise.all(Array.from({ length: 20_000 }, (_, i) => kv.put(`k${i}`, "v")));
   let puts = 0;

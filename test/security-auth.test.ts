@@ -11,12 +11,15 @@ import type { Agency, ServiceDef } from "../src/registry.ts";
 import { BUCKET } from "../src/subjects.ts";
 import { waitFor } from "./helpers/bus.ts";
 import { tempDir } from "./helpers/nats.ts";
-import { startSecureBus } from "./helpers/secure-bus.ts";
+import { type SecureBus, startSecureBus } from "./helpers/secure-bus.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
-test("agencies log in with their nkeys and a request crosses the bus under authorization", async (t) => {
-  const bus = await startSecureBus((fn) => t.teardown(fn));
+/**
+ * Registers fns as the provider of an echo service and mfc as a consumer,
+ * each logging in with its nkey, and sends "hello" across: the answer.
+ */
+async function echoAcross(bus: SecureBus) {
   await bus.addAgency("fns", ["provider"]);
   await bus.addAgency("mfc", ["consumer"]);
   await bus.admin.call("service.put", { service: { id: "echo", owner: "fns" } });
@@ -25,8 +28,12 @@ test("agencies log in with their nkeys and a request crosses the bus under autho
   const fns = await bus.connect("fns");
   const mfc = await bus.connect("mfc");
   fns.provide("echo", (req) => `echo:${text(req.payload)}`);
+  return mfc.request("echo", "hello", { timeoutMs: 15_000 });
+}
 
-  const answer = await mfc.request("echo", "hello", { timeoutMs: 15_000 });
+test("agencies log in with their nkeys and a request crosses the bus under authorization", async (t) => {
+  const bus = await startSecureBus((fn) => t.teardown(fn));
+  const answer = await echoAcross(bus);
 
   t.is(text(answer.payload), "echo:hello");
   t.is(answer.provider, "fns");
@@ -201,16 +208,7 @@ test("agency and service entries written to the buckets by hand are passed over;
   await agencies.put("oops", encodeValue({ id: "oops", name: "oops" }));
   await agencies.put("junk", encodeValue("x"));
   await services.put("stray", encodeValue({ id: "stray" }));
-  await bus.addAgency("fns", ["provider"]);
-  await bus.addAgency("mfc", ["consumer"]);
-  await bus.admin.call("service.put", { service: { id: "echo", owner: "fns" } });
-  await waitFor(() => bus.broker.view.get("echo") !== undefined);
-  await bus.settled();
-  const fns = await bus.connect("fns");
-  const mfc = await bus.connect("mfc");
-  fns.provide("echo", (req) => `echo:${text(req.payload)}`);
-
-  const answer = await mfc.request("echo", "hello", { timeoutMs: 15_000 });
+  const answer = await echoAcross(bus);
   t.is(text(answer.payload), "echo:hello");
   t.is(bus.broker.view.agency("oops"), undefined);
   t.is(bus.broker.view.get("stray"), undefined);
