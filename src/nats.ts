@@ -51,8 +51,8 @@ export function streamConfigs(replicas: number): StreamSpec[] {
   return [
     // LIMITATION: with three replicas, nats-server 2.9 can leave one copy of
     // a work-queue stream holding messages its consumer already acked (seen
-    // twice in the rolling-restart test on two busy cores: one copy 1 or 216
-    // messages, the others none, same last sequence). The bus does not
+    // in three rolling-restart test runs on two busy cores: one copy 1, 15 or
+    // 216 messages, the others none, same last sequence). The bus does not
     // repair it. Those messages cost disk; if that copy leads and a lane's
     // consumer is recreated there, their providers are called a second time
     // (their answers are de-duplicated in MG_REPLIES within its 10-minute
